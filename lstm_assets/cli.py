@@ -1,0 +1,166 @@
+"""``lstm-assets`` command line: demo data, the main job, the UI, the demo honesty check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lstm_assets.core.settings import Settings
+
+DEFAULT_RUN_SYMBOLS = 8
+
+
+def _parse_set(pairs: list[str]) -> dict[str, Any]:
+    """``--set max_epochs=5 --set device=cpu`` -> typed overrides of :class:`Settings`."""
+    fields = Settings.__dataclass_fields__
+    out: dict[str, Any] = {}
+    for p in pairs:
+        key, _, val = p.partition("=")
+        if key not in fields:
+            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(fields)}")
+        kind = type(getattr(Settings(), key))
+        out[key] = (val.lower() in ("1", "true", "yes")) if kind is bool else kind(val)
+    return out
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lstm_assets.core.demo import DemoSpec, generate
+
+    out = Path(args.out)
+    spec = DemoSpec(symbols=args.symbols, years=args.years, seed=args.seed, mode=args.mode,
+                    fmt=args.format)
+    t0 = time.perf_counter()
+    with tqdm(total=args.symbols, desc=f"demo data ({args.mode})", unit="file") as bar:
+        generate(out, spec, progress=bar.update)
+    print(f"wrote {args.symbols} files x {args.years} years to {out} "
+          f"in {time.perf_counter() - t0:.1f}s; ground truth in {out.parent / 'demo_truth'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The main job: demo data if the raw folder is empty, then the chain, then the leaderboard."""
+    from lstm_assets.core.demo import DemoSpec, generate
+    from lstm_assets.core.ingest import invalid_raw_files, list_raw_files
+    from lstm_assets.instance import ensure_dagster_home
+
+    home = ensure_dagster_home()
+    raw = Path(args.raw_dir)
+    os.environ["LSTM_RAW_DIR"] = str(raw)
+    os.environ["LSTM_WAREHOUSE_DIR"] = str(args.warehouse_dir)
+    if not list_raw_files(raw):
+        print(f"{raw} has no raw files: writing {args.demo_symbols} demo symbols "
+              f"({args.demo_years} years, signal mode)")
+        generate(raw, DemoSpec(symbols=args.demo_symbols, years=args.demo_years))
+    for msg in invalid_raw_files(raw):
+        print(f"skipped: {msg}")
+
+    import dagster as dg
+
+    from lstm_assets.definitions import defs
+    from lstm_assets.instance import prepare_instance, sync_partitions
+
+    files = sorted(list_raw_files(raw))
+    symbols = files if args.symbols in ("all", "") else [s.strip().upper()
+                                                         for s in args.symbols.split(",")]
+    overrides = _parse_set(args.set)
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if overrides:
+        run_config["resources"] = {"settings": {"config": overrides}}
+    job = defs.resolve_job_def("symbol_chain_job")
+    failed: dict[str, str] = {}
+    with dg.DagsterInstance.get() as instance:
+        prepare_instance(instance)
+        sync_partitions(instance, files)
+        print(f"Dagster instance: {home}; running {len(symbols)} symbols: {', '.join(symbols)}")
+        for i, sym in enumerate(symbols, 1):
+            t0 = time.perf_counter()
+            res = job.execute_in_process(partition_key=sym, instance=instance,
+                                         run_config=run_config, raise_on_error=False)
+            took = time.perf_counter() - t0
+            if res.success:
+                print(f"[{i}/{len(symbols)}] {sym}: ok ({took:.0f}s)")
+            else:
+                msg = _failure_message(res)
+                failed[sym] = msg
+                print(f"[{i}/{len(symbols)}] {sym}: FAILED ({took:.0f}s): {msg}")
+        lb = defs.resolve_job_def("leaderboard_job").execute_in_process(
+            instance=instance, run_config={"loggers": run_config["loggers"]})
+    wh = Path(args.warehouse_dir)
+    print()
+    print((wh / "leaderboard.md").read_text() if lb.success else "leaderboard failed")
+    print(f"Results: {wh.resolve()}/ (lstm_model/, evaluation_report/, leaderboard.md)")
+    print("UI: lstm-assets ui   (then open http://127.0.0.1:3000)")
+    if failed:
+        print(f"{len(failed)} symbol(s) failed: {', '.join(failed)}")
+    return 1 if failed and len(failed) == len(symbols) else 0
+
+
+def _failure_message(res: Any) -> str:
+    for ev in res.all_events:
+        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.user_failure_data:
+            return ev.step_failure_data.user_failure_data.description or "failed"
+        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
+            return ev.step_failure_data.error.message.strip().splitlines()[-1]
+    return "failed (see the run in the UI)"
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from lstm_assets.core.ingest import list_raw_files
+    from lstm_assets.instance import ensure_dagster_home, prepare_instance, sync_partitions
+
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        prepare_instance(instance)
+        sync_partitions(instance, sorted(list_raw_files(Path(args.raw_dir))))
+    cmd = [sys.executable, "-m", "dagster", "dev", "-h", args.host, "-p", str(args.port)]
+    print(" ".join(cmd), f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    os.execv(sys.executable, cmd)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="lstm-assets", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    d = sub.add_parser("demo-data", help="write synthetic per-symbol raw files")
+    d.add_argument("--symbols", type=int, default=164)
+    d.add_argument("--years", type=int, default=20)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--mode", choices=["signal", "null"], default="signal")
+    d.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    d.add_argument("--out", default="data/raw")
+    d.set_defaults(func=cmd_demo_data)
+
+    r = sub.add_parser("run", help="the main job: (demo data,) the chain, the leaderboard")
+    r.add_argument("--symbols", default="all", help="comma-separated, or 'all' (default)")
+    r.add_argument("--raw-dir", default=os.environ.get("LSTM_RAW_DIR", "data/raw"))
+    r.add_argument("--warehouse-dir",
+                   default=os.environ.get("LSTM_WAREHOUSE_DIR", "data/warehouse"))
+    r.add_argument("--demo-symbols", type=int, default=DEFAULT_RUN_SYMBOLS)
+    r.add_argument("--demo-years", type=int, default=20)
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set max_epochs=5")
+    r.set_defaults(func=cmd_run)
+
+    u = sub.add_parser("ui", help="start the Dagster UI on the project-local instance")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=3000)
+    u.add_argument("--raw-dir", default=os.environ.get("LSTM_RAW_DIR", "data/raw"))
+    u.set_defaults(func=cmd_ui)
+
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Render evaluation reports (Markdown + PNG + JSON) and the cross-symbol leaderboard."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from lstm_assets.core.settings import CLASSES  # noqa: E402
+from lstm_assets.core.storage import (  # noqa: E402
+    Warehouse,
+    read_json,
+    write_bytes,
+    write_json,
+    write_parquet,
+    write_text,
+)
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "log_loss")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if not ci else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def plot_png(rep: dict[str, Any], history: list[dict[str, float]]) -> bytes:
+    fig, ax = plt.subplots(2, 2, figsize=(9, 6.5), dpi=72)
+    if history:
+        ep = [h["epoch"] for h in history]
+        ax[0, 0].plot(ep, [h["train_loss"] for h in history], label="train")
+        ax[0, 0].plot(ep, [h["val_loss"] for h in history], label="validation")
+        best = rep.get("training", {}).get("best_epoch")
+        if best:
+            ax[0, 0].axvline(best, color="grey", ls=":", label=f"best epoch {best}")
+        ax[0, 0].legend()
+    ax[0, 0].set(title="loss", xlabel="epoch")
+    cm = np.asarray(rep["model"]["confusion_matrix"])
+    ax[0, 1].imshow(cm, cmap="Blues")
+    for i in range(3):
+        for j in range(3):
+            ax[0, 1].text(j, i, int(cm[i, j]), ha="center", va="center")
+    ax[0, 1].set(title="confusion (test)", xlabel="predicted", ylabel="true",
+                 xticks=range(3), yticks=range(3), xticklabels=CLASSES, yticklabels=CLASSES)
+    tr = rep["trading"]
+    ax[1, 0].plot(tr["strategy"]["equity"], label="model long/short/flat")
+    ax[1, 0].plot(tr["buy_and_hold"]["equity"], label="buy and hold")
+    ax[1, 0].set(title=f"equity, test period ({tr['strategy']['cost_bps']:g} bps cost)",
+                 xlabel="test day")
+    ax[1, 0].legend()
+    bins = rep["reliability"]["bins"]
+    ax[1, 1].plot([0, 1], [0, 1], color="grey", ls=":")
+    ax[1, 1].plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-")
+    ax[1, 1].set(title=f"reliability (ECE {rep['reliability']['ece']:.3f})",
+                 xlabel="predicted confidence", ylabel="observed accuracy", xlim=(0, 1),
+                 ylim=(0, 1))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") -> str:
+    m, b = rep["model"], rep["baselines"]
+    lines = [
+        f"## {rep.get('symbol', '')} — test split {rep['test_dates'][0]} .. {rep['test_dates'][1]}"
+        f" ({rep['test_samples']} days)",
+        "",
+        "Every number below is on the test split only, which the model neither trained nor "
+        "early-stopped on. Intervals are 95% block-bootstrap intervals.",
+        "",
+        "| | accuracy | 95% CI | balanced acc. | macro-F1 | 95% CI | log loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name: str, d: dict[str, Any]) -> str:
+        return (f"| {name} | {_pct(d['accuracy'])} | {_ci(d.get('accuracy_ci'))} | "
+                f"{_pct(d['balanced_accuracy'])} | {_pct(d['macro_f1'])} | "
+                f"{_ci(d.get('macro_f1_ci'))} | {d['log_loss']:.3f} |")
+
+    lines.append(row("**LSTM model**", m))
+    for k, d in b.items():
+        lines.append(row(f"baseline: {k}", d))
+    if rep.get("oracle"):
+        o = rep["oracle"]
+        lines.append(f"| oracle (best achievable) | {_pct(o['expected_accuracy'])} | | | | | |")
+    e = rep["edge_over_best_baseline"]
+    verdict = "**significant**" if rep["significant_edge"] else "not significant"
+    lines += [
+        "",
+        f"Edge over the best baseline ({rep['best_baseline']}): "
+        f"{100 * e['accuracy_diff']:+.1f} points, 95% CI {_ci(e['ci'])} — {verdict}.",
+        f"Test label shares DOWN/FLAT/UP: "
+        f"{' / '.join(_pct(x) for x in rep['label_share_test'])}; the model predicts "
+        f"{' / '.join(_pct(x) for x in m['predicted_share'])}.",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+    ]
+    for c, d in m["per_class"].items():
+        lines.append(f"| {c} | {_pct(d['precision'])} | {_pct(d['recall'])} | "
+                     f"{_pct(d['f1'])} | {d['support']} |")
+    s, h = rep["trading"]["strategy"], rep["trading"]["buy_and_hold"]
+    lines += [
+        "",
+        f"Trading view (long UP / short DOWN / flat FLAT, {s['cost_bps']:g} bps per unit "
+        "turnover): ",
+        "",
+        "| | cumulative return | Sharpe (ann.) | hit rate | turnover/day |",
+        "|---|---|---|---|---|",
+        f"| model signals | {_pct(s['cumulative_return'])} | {s['sharpe']:.2f} | "
+        f"{_pct(s['hit_rate'])} | {s['turnover']:.2f} |",
+        f"| buy and hold | {_pct(h['cumulative_return'])} | {h['sharpe']:.2f} | | |",
+        "",
+        f"Calibration: expected calibration error {rep['reliability']['ece']:.3f}.",
+    ]
+    t = rep.get("training") or {}
+    if t:
+        lines.append(f"Training: {t.get('epochs_run')} epochs (best {t.get('best_epoch')}, "
+                     f"{t.get('init', 'cold')} start) on {t.get('device')}, "
+                     f"{(t.get('seconds') or 0):.1f} s.")
+    if png is not None:
+        lines += ["", f"![plots](data:image/png;base64,{base64.b64encode(png).decode()})"]
+    elif png_name:
+        lines += ["", f"![plots]({png_name})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_symbol_report(wh: Warehouse, symbol: str, rep: dict[str, Any],
+                        history: list[dict[str, float]]) -> None:
+    png = plot_png(rep, history)
+    write_bytes(wh.report(symbol, ".png"), png)
+    write_text(wh.report(symbol, ".md"), markdown(rep, png_name=f"{symbol}.png"))
+    slim = {**rep, "trading": {k: {kk: vv for kk, vv in v.items() if kk != "equity"}
+                               for k, v in rep["trading"].items()}}
+    write_json(wh.report(symbol, ".json"), slim)
+    rep["_png"] = png  # for the UI metadata; not saved in the JSON
+
+
+def _mean_ci(x: np.ndarray) -> tuple[float, float, float]:
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(x.mean())
+    half = 1.96 * float(x.std(ddof=1)) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+    return m, m - half, m + half
+
+
+def write_leaderboard(wh: Warehouse) -> dict[str, Any]:
+    rows = []
+    for sym in wh.report_symbols():
+        r = read_json(wh.report(sym, ".json"))
+        row: dict[str, Any] = {"symbol": sym, "test_samples": r["test_samples"]}
+        for k in METRICS:
+            row[f"model_{k}"] = r["model"][k]
+        for name, d in r["baselines"].items():
+            row[f"{name}_accuracy"] = d["accuracy"]
+            row[f"{name}_macro_f1"] = d["macro_f1"]
+        row["oracle_accuracy"] = (r.get("oracle") or {}).get("expected_accuracy")
+        row["best_baseline"] = r["best_baseline"]
+        row["edge_vs_best"] = r["edge_over_best_baseline"]["accuracy_diff"]
+        row["significant_edge"] = r["significant_edge"]
+        row["sharpe"] = r["trading"]["strategy"]["sharpe"]
+        row["buy_hold_sharpe"] = r["trading"]["buy_and_hold"]["sharpe"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    summary: dict[str, Any] = {"symbols": len(df), "rows": rows, "mean": {}}
+    if len(df):
+        for col in df.columns:
+            if col in ("symbol", "best_baseline", "significant_edge"):
+                continue
+            vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+            m, lo, hi = _mean_ci(vals)
+            summary["mean"][col] = {"mean": m, "ci": [lo, hi]}
+        summary["significant_wins"] = int(df["significant_edge"].sum())
+        write_parquet(wh.leaderboard(".parquet"), df)
+    write_json(wh.leaderboard(".json"), summary)
+    write_text(wh.leaderboard(".md"), leaderboard_markdown(summary))
+    return summary
+
+
+def leaderboard_markdown(summary: dict[str, Any]) -> str:
+    rows = summary["rows"]
+    if not rows:
+        return "No evaluation reports yet.\n"
+    mean = summary["mean"]
+
+    def mc(col: str) -> str:
+        d = mean.get(col)
+        if not d or d["mean"] is None or not np.isfinite(d["mean"]):
+            return "n/a"
+        lo, hi = d["ci"]
+        ci = "" if not np.isfinite(lo) else f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+        return f"{100 * d['mean']:.1f}%{ci}"
+
+    lines = [
+        f"## Leaderboard — {summary['symbols']} symbols (test splits only)",
+        "",
+        f"The model significantly beats its best baseline on **{summary['significant_wins']} "
+        f"of {summary['symbols']}** symbols.",
+        "",
+        "| mean over symbols (95% CI) | accuracy | macro-F1 |",
+        "|---|---|---|",
+        f"| LSTM model | {mc('model_accuracy')} | {mc('model_macro_f1')} |",
+    ]
+    for name in ("majority", "prior", "logreg_last"):
+        lines.append(f"| {name} | {mc(f'{name}_accuracy')} | {mc(f'{name}_macro_f1')} |")
+    if any(r.get("oracle_accuracy") is not None for r in rows):
+        lines.append(f"| oracle | {mc('oracle_accuracy')} | |")
+    lines += ["", "| symbol | model acc. | best baseline | edge | significant | oracle | Sharpe |",
+              "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        best = r["best_baseline"]
+        lines.append(
+            f"| {r['symbol']} | {_pct(r['model_accuracy'])} | {best} "
+            f"{_pct(r[f'{best}_accuracy'])} | {100 * r['edge_vs_best']:+.1f} | "
+            f"{'yes' if r['significant_edge'] else 'no'} | {_pct(r['oracle_accuracy'])} | "
+            f"{r['sharpe']:.2f} |")
+    return "\n".join(lines) + "\n"

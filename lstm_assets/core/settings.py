@@ -1,0 +1,103 @@
+"""Every pipeline knob and its default, in one place.
+
+The Dagster layer builds its config class from this dataclass (see ``lstm_assets.defs.resources``),
+so a default is written exactly once. Defaults for the model and training are the old script's:
+2 LSTM layers x 128 hidden units, dropout 0.2, 30-step lookback, 3 classes, Adam, a
+plateau LR scheduler, early stopping on validation loss, a chronological 60/20/20 split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+CLASSES: tuple[str, ...] = ("DOWN", "FLAT", "UP")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # ---- labels -------------------------------------------------------------------------
+    horizon: int = 1
+    """Label horizon h in trading days: the label of day t is the move from close[t] to close[t+h]."""
+    flat_rule: str = "vol_quantile"
+    """How the FLAT band is drawn around zero (docs in ``core.clean.label_frame``):
+    ``vol_quantile`` (band = k x trailing volatility, k fit on the train split so that
+    ``flat_share`` of train labels are FLAT), ``vol_fixed`` (band = ``flat_k`` x trailing
+    volatility) or ``abs_fixed`` (band = +-``flat_abs`` log return, the old script's rule)."""
+    flat_share: float = 1 / 3
+    flat_k: float = 0.43
+    flat_abs: float = 0.001
+    vol_halflife: int = 20
+    """Half-life in days of the EWMA volatility used by the ``vol_*`` FLAT rules."""
+
+    # ---- cleaning -----------------------------------------------------------------------
+    max_ffill_days: int = 5
+    """Interior gaps of at most this many days are forward-filled; longer gaps drop the rows."""
+    max_missing_share: float = 0.3
+    """A feature column missing on more than this share of rows is dropped."""
+
+    # ---- split --------------------------------------------------------------------------
+    train_frac: float = 0.6
+    val_frac: float = 0.2
+    embargo: int = 0
+    """Extra days dropped between splits; the effective gap is max(embargo, horizon)."""
+    lookback: int = 30
+
+    # ---- model --------------------------------------------------------------------------
+    hidden_size: int = 128
+    num_layers: int = 2
+    dropout: float = 0.2
+
+    # ---- training -----------------------------------------------------------------------
+    max_epochs: int = 60
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5
+    lr_patience: int = 3
+    early_stop_patience: int = 8
+    min_delta: float = 1e-4
+    grad_clip: float = 1.0
+    class_weighted: bool = True
+    seed: int = 42
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+    num_threads: int = 0
+    """CPU threads for torch; 0 keeps torch's default (one per core)."""
+
+    # ---- evaluation ---------------------------------------------------------------------
+    cost_bps: float = 5.0
+    """Transaction cost per unit of turnover, in basis points, for the trading view."""
+    bootstrap_samples: int = 1000
+
+    def effective_gap(self) -> int:
+        return max(self.embargo, self.horizon)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self, *names: str) -> str:
+        """A short stable hash of the named settings (all when none are named)."""
+        d = self.as_dict()
+        chosen = {k: d[k] for k in (names or sorted(d))}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+# Which settings each stage depends on: a stage's output changes only when these (or its input)
+# change. Used for data versions and to refuse to resume a checkpoint made under other settings.
+CLEAN_KEYS = (
+    "horizon", "flat_rule", "flat_share", "flat_k", "flat_abs", "vol_halflife",
+    "max_ffill_days", "max_missing_share", "train_frac", "val_frac", "embargo", "lookback",
+)
+SEQUENCE_KEYS = CLEAN_KEYS
+MODEL_KEYS = (
+    "lookback", "hidden_size", "num_layers", "dropout", "max_epochs", "batch_size",
+    "learning_rate", "weight_decay", "lr_factor", "lr_patience", "early_stop_patience",
+    "min_delta", "grad_clip", "class_weighted", "seed",
+)

@@ -1,0 +1,1 @@
+"""The Dagster layer: thin assets over ``lstm_assets.core``."""

@@ -1,0 +1,57 @@
+"""Resources: pipeline settings (built from the core dataclass) and where files live."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import dagster as dg
+import pydantic
+
+from lstm_assets.core.pipeline import Layout
+from lstm_assets.core.settings import Settings
+
+
+def _settings_fields() -> dict[str, Any]:
+    hints = {f.name: f.type for f in dataclasses.fields(Settings)}
+    types = {"int": int, "float": float, "str": str, "bool": bool}
+    return {name: (types[str(t)], f.default)
+            for name, t, f in zip(hints, hints.values(), dataclasses.fields(Settings), strict=True)}
+
+
+# One config class for every knob, with the core's defaults (so a default is written once).
+# Set any of them in the launchpad under resources.settings.config, e.g. max_epochs: 5.
+_SettingsBase = pydantic.create_model(  # type: ignore[call-overload]
+    "LstmSettingsBase", __base__=dg.ConfigurableResource, **_settings_fields()
+)
+
+
+class LstmSettings(_SettingsBase):  # type: ignore[misc, valid-type]
+    """Every pipeline knob (labels, cleaning, split, model, training, evaluation)."""
+
+    def to_core(self) -> Settings:
+        return Settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Settings)})
+
+
+class PathsResource(dg.ConfigurableResource):
+    """Folders: raw input files, the artifact warehouse, and the demo generator's ground truth.
+
+    Defaults come from LSTM_RAW_DIR / LSTM_WAREHOUSE_DIR / LSTM_TRUTH_DIR, else ``data/...``
+    relative to the working directory (the project root when started from the README).
+    """
+
+    raw_dir: str = "data/raw"
+    warehouse_dir: str = "data/warehouse"
+    truth_dir: str = "data/demo_truth"
+
+    def layout(self) -> Layout:
+        return Layout.from_dirs(self.raw_dir, self.warehouse_dir, self.truth_dir)
+
+
+def default_paths() -> PathsResource:
+    return PathsResource(
+        raw_dir=os.environ.get("LSTM_RAW_DIR", "data/raw"),
+        warehouse_dir=os.environ.get("LSTM_WAREHOUSE_DIR", "data/warehouse"),
+        truth_dir=os.environ.get("LSTM_TRUTH_DIR", "data/demo_truth"),
+    )
