@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny settings and small demo data sets made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lstm_assets.core.demo import DemoSpec, generate
+from lstm_assets.core.settings import Settings
+
+TINY = Settings(lookback=10, hidden_size=8, num_layers=1, max_epochs=2, batch_size=64,
+                bootstrap_samples=50, device="cpu", num_threads=1)
+
+
+@pytest.fixture
+def tiny() -> Settings:
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def demo_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 signal-mode demo symbols x 4 years (one of them with defects)."""
+    root = tmp_path_factory.mktemp("demo")
+    generate(root / "raw", DemoSpec(symbols=3, years=4, seed=11, defect_share=0.34))
+    return root / "raw"
