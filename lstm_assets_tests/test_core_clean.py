@@ -37,7 +37,8 @@ def test_clean_sorts_dedupes_and_keeps_last_conflict(tiny: Settings) -> None:
     assert info["rows_conflicting_duplicate"] == 1
     assert frame["date"].is_monotonic_increasing and frame["date"].is_unique
     d60 = df["date"].iloc[300]
-    assert frame.loc[frame["date"] == d60, "close"].item() == pytest.approx(conflict["close"].item())
+    kept = frame.loc[frame["date"] == d60, "close"].item()
+    assert kept == pytest.approx(conflict["close"].item())
 
 
 def test_clean_has_no_nan_or_inf_and_drops_future_rows(tiny: Settings) -> None:

@@ -43,7 +43,8 @@ def test_same_seed_same_weights(demo_raw: Path, tmp_path: Path, tiny: Settings) 
     ra = run_symbol(a, "SYN002", tiny)
     rb = run_symbol(b, "SYN002", tiny)
     assert ra["report"]["model"]["accuracy"] == rb["report"]["model"]["accuracy"]
-    ma, mb = LoadedModel.load(a.warehouse.model("SYN002")), LoadedModel.load(b.warehouse.model("SYN002"))
+    ma = LoadedModel.load(a.warehouse.model("SYN002"))
+    mb = LoadedModel.load(b.warehouse.model("SYN002"))
     for (ka, va), (_, vb) in zip(ma.net.state_dict().items(), mb.net.state_dict().items(),
                                  strict=True):
         assert torch.equal(va, vb), ka

@@ -9,9 +9,9 @@ import numpy as np
 
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.storage import read_json
+from lstm_assets.definitions import defs
 from lstm_assets.defs import assets
 from lstm_assets.defs.resources import LstmSettings, PathsResource
-from lstm_assets.definitions import defs
 from lstm_assets.instance import sync_partitions
 
 CHAIN = ["raw_features", "clean_frames", "sequence_tensors", "lstm_model", "evaluation_report"]

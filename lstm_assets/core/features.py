@@ -89,7 +89,8 @@ def technical_features(ohlcv: pd.DataFrame) -> pd.DataFrame:
     for n in (5, 20):
         f[f"tech_autocorr_{n}"] = r1.rolling(n * 3, min_periods=n * 3).corr(r1.shift())
         f[f"tech_updays_{n}"] = (r1 > 0).astype("float64").rolling(n, min_periods=n).mean()
-    f["tech_amihud_20"] = (r1.abs() / (c * v).replace(0, np.nan)).rolling(20, min_periods=20).mean() * 1e9
+    illiq = r1.abs() / (c * v).replace(0, np.nan)
+    f["tech_amihud_20"] = illiq.rolling(20, min_periods=20).mean() * 1e9
     out = pd.DataFrame(f, index=ohlcv.index)
     return out.replace([np.inf, -np.inf], np.nan).astype("float32")
 

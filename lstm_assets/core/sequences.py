@@ -44,7 +44,8 @@ class SequenceSet:
         return r[self.y[r] >= 0]
 
     def save(self, path: Path) -> None:
-        write_npz(path, X=self.X, y=self.y, dates=self.dates.astype("datetime64[D]").astype(np.int64),
+        days = self.dates.astype("datetime64[D]").astype(np.int64)
+        write_npz(path, X=self.X, y=self.y, dates=days,
                   bounds=np.asarray(self.bounds.as_list(), dtype=np.int64),
                   features=np.asarray(self.features, dtype=str), mean=self.mean,
                   scale=self.scale, lookback=np.asarray(self.lookback))

@@ -21,7 +21,7 @@ CLASSES: tuple[str, ...] = ("DOWN", "FLAT", "UP")
 class Settings:
     # ---- labels -------------------------------------------------------------------------
     horizon: int = 1
-    """Label horizon h in trading days: the label of day t is the move from close[t] to close[t+h]."""
+    """Label horizon h in trading days: day t's label is the move from close[t] to close[t+h]."""
     flat_rule: str = "vol_quantile"
     """How the FLAT band is drawn around zero (docs in ``core.clean.label_frame``):
     ``vol_quantile`` (band = k x trailing volatility, k fit on the train split so that
