@@ -1,21 +1,29 @@
 """Raw frame -> clean frame: one row per trading day, numeric, no NaN/inf, with labels.
 
-Cleaning policy, in order (every count lands in the returned info and in the asset metadata):
+Cleaning policy, in order (every count lands in the returned info and in the asset metadata;
+``docs/real_data.md`` shows each rule on an example):
 
-1. Rows whose date did not parse are dropped; rows dated after today are dropped.
+1. Rows whose date did not parse are dropped; rows dated after today are dropped (a typo'd year
+   must not become "the latest day"). When no row is left, that is an error.
 2. Rows are sorted by date. Exact duplicate rows are dropped. Rows that share a date but differ
    keep the **last** one in file order (a later line is taken as a correction).
 3. inf and junk strings are already missing (see ``ingest``). Rows with no usable close
-   (missing or <= 0) are dropped: they cannot be labelled.
+   (missing or <= 0) are dropped: they cannot be labelled. Fewer such rows than
+   :func:`lstm_assets.core.splits.min_rows` (lookback + horizon + three splits of at least
+   ``MIN_SPLIT_SAMPLES`` samples) is an error that says how many rows are needed.
 4. Missing open/high/low are filled from that row's close (and the previous close for open);
-   missing volume is left missing.
+   missing volume is left missing (volume features then drop out by rule 6).
 5. Technical features (``tech_*``) that the file does not have are derived from OHLCV with
-   :func:`lstm_assets.core.features.technical_features`.
+   :func:`lstm_assets.core.features.technical_features` (the demo generator uses the same code).
 6. Feature columns missing on more than ``max_missing_share`` of rows (all-NaN included) are
    dropped. Interior gaps of up to ``max_ffill_days`` are forward-filled (past values only).
    Rows that still miss a value are dropped: at the start these are indicator warm-up rows.
-7. Labels: see :func:`label_frame`.
+7. Short histories: when the warm-up of the longest-window features would leave fewer rows than
+   needed, those features are dropped (longest warm-up first) until the history is long enough;
+   if even the shortest-window features leave too few rows, it is an error.
+8. Labels: see :func:`label_frame`.
 
+A feature constant over the train rows is kept; the scaler gives it scale 1 (see ``sequences``).
 The frame keeps the raw OHLCV (not model inputs: price levels are not stationary) and the label
 helpers ``vol_est``, ``fwd_return``, ``band``, ``label`` (0 DOWN, 1 FLAT, 2 UP, -1 for the last
 ``horizon`` rows whose future is not known yet; those rows feed next-day signals).
@@ -41,18 +49,39 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c not in NON_FEATURES]
 
 
+def _need_text(settings: Settings) -> str:
+    return (f"lookback {settings.lookback} + horizon {settings.horizon} + train/val/test splits "
+            "of at least 20 samples each")
+
+
+def _warmup(col: pd.Series) -> int:
+    """Rows before the first value (an indicator's warm-up); len(col) when it has none."""
+    valid = np.flatnonzero(col.notna().to_numpy())
+    return int(valid[0]) if len(valid) else len(col)
+
+
 def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
                 today: pd.Timestamp | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Apply the cleaning policy and label the rows. Raises InputError when unusable."""
+    """Apply the cleaning policy (module docstring) and label the rows.
+
+    Returns the clean frame and an info dict of counts, ``columns_derived`` (tech features
+    computed here), ``columns_dropped`` ({column: reason}) and ``feature_columns``. Raises
+    :class:`InputError` naming ``path``, the problem and the fix when the data is unusable.
+    """
     info: dict[str, Any] = {"rows_in": len(raw)}
     df = raw.copy()
     today = (today or pd.Timestamp.today()).normalize()
+    need = min_rows(settings)
 
     bad_date = df["date"].isna()
     future = df["date"] > today
     info["rows_bad_date"] = int(bad_date.sum())
     info["rows_future_date"] = int(future.sum())
     df = df[~bad_date & ~future]
+    if len(df) == 0:
+        raise InputError(path, f"no row has a usable date: {info['rows_bad_date']} unparseable, "
+                         f"{info['rows_future_date']} after today ({today.date()})",
+                         "write past trading dates as YYYY-MM-DD")
 
     info["was_unsorted"] = bool(not df["date"].is_monotonic_increasing)
     df = df.reset_index(drop=True).reset_index(names="_order")
@@ -62,6 +91,8 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     df = df[~exact]
     conflict = df["date"].duplicated(keep="last")
     info["rows_conflicting_duplicate"] = int(conflict.sum())
+    if conflict.any():
+        info["conflicting_dates"] = [str(d.date()) for d in df.loc[conflict, "date"].unique()[:5]]
     df = df[~conflict].drop(columns="_order").reset_index(drop=True)
 
     close = df["close"].where(df["close"] > 0)
@@ -70,6 +101,14 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     if len(df) == 0:
         raise InputError(path, "no row has a usable close price (all missing or <= 0)",
                          "fill the close column with positive prices")
+    if len(df) < need:
+        raise InputError(
+            path,
+            f"history too short: {len(df)} trading day(s) with a date and a close "
+            f"(file rows: {len(raw)}), {need} needed for {_need_text(settings)}",
+            f"supply at least {need} trading days (about {need / 21:.0f} months), or lower "
+            "lookback in the config",
+        )
 
     filled = {}
     for col in ("open", "high", "low"):
@@ -93,29 +132,44 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     feats = feature_columns(df)
     missing_share = df[feats].isna().mean()
     drop = missing_share[missing_share > settings.max_missing_share].index.tolist()
-    info["columns_dropped"] = {c: f"missing on {missing_share[c]:.0%} of rows" for c in drop}
+    dropped = {c: ("no values" if missing_share[c] == 1 else
+                   f"missing on {missing_share[c]:.0%} of rows") for c in drop}
     df = df.drop(columns=drop)
     feats = [c for c in feats if c not in drop]
     if not feats:
         raise InputError(path, "no usable feature column is left after cleaning",
                          "provide OHLCV columns or numeric feature columns")
     df[feats] = df[feats].ffill(limit=settings.max_ffill_days)
+
+    # a short history cannot afford the warm-up of the longest indicators: drop those first
+    warm = {c: _warmup(df[c]) for c in feats}
+    while len(feats) > 1 and int((~df[feats].isna().any(axis=1)).sum()) < need:
+        longest = max(warm[c] for c in feats)
+        if longest == min(warm[c] for c in feats):
+            break
+        for c in [c for c in feats if warm[c] == longest]:
+            dropped[c] = f"warm-up of {longest} rows is too long for a {len(df)}-row history"
+        feats = [c for c in feats if warm[c] != longest]
+    df = df.drop(columns=[c for c in dropped if c in df.columns])
+    info["columns_dropped"] = dropped
+
     still = df[feats].isna().any(axis=1)
     info["rows_dropped_missing"] = int(still.sum())
     df = df[~still].reset_index(drop=True)
 
-    need = min_rows(settings)
     if len(df) < need:
         raise InputError(
             path,
-            f"history too short: {len(df)} usable rows after cleaning, {need} needed for "
-            f"lookback {settings.lookback} + horizon {settings.horizon} + train/val/test splits",
-            "supply a longer history (or lower lookback in the config)",
+            f"history too short: {len(df)} usable rows after cleaning and indicator warm-up "
+            f"(file rows: {len(raw)}), {need} needed for {_need_text(settings)}",
+            f"supply a longer history (at least {need} trading days plus ~20 for indicator "
+            "warm-up), or lower lookback in the config",
         )
     df[feats] = df[feats].astype("float32")
     df = label_frame(df, settings, info)
     info["rows_out"] = len(df)
     info["features"] = len(feats)
+    info["feature_columns"] = feats
     info["date_first"] = str(df["date"].iloc[0].date())
     info["date_last"] = str(df["date"].iloc[-1].date())
     return df, info

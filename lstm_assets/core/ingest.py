@@ -1,25 +1,71 @@
 """Read one raw per-symbol file (CSV, CSV.gz or parquet) into a frame with standard column names.
 
-Rules (each problem either handled here as written, or raised as :class:`InputError` naming the
-file, the problem and the fix):
+Every problem is either handled by one of the rules below (and counted in :class:`RawInfo`, which
+lands in the asset metadata) or raised as :class:`InputError` naming the file, the problem and
+the fix. ``docs/real_data.md`` lists the same rules with examples.
 
-- Column names are matched case-insensitively after trimming; spaces and dashes become ``_``.
-  Aliases: ``date``/``timestamp``/``datetime``/``time``/``day``; ``close``/``price``/``last``;
-  ``adj_close``/``adjusted_close``; ``volume``/``vol``. When both ``close`` and ``adj_close``
-  exist the adjusted close is used and open/high/low are scaled by the same factor (splits and
-  dividends then do not look like crashes).
-- The delimiter is sniffed (``,`` ``;`` tab ``|``); ``.gz`` files are decompressed.
+Files and symbols
+
+- A raw file is ``<raw_dir>/<SYMBOL>.csv|.csv.gz|.parquet|.pq`` (suffix case-insensitive). The
+  symbol is the file stem upper-cased and validated by
+  :func:`lstm_assets.core.storage.normalize_symbol` before it is ever used in a path: ``brk.b.csv``
+  is ``BRK.B``; an exchange prefix is dropped (``NYSE:LMT.csv`` is ``LMT``); a name such as
+  ``a..b.csv`` or ``%2e%2e.csv`` is refused (and listed by :func:`invalid_raw_files`), so a symbol
+  can never point outside its folder. Hidden files (``.name``, e.g. temp files) are ignored.
+- Two files for one symbol (``BRK.B.csv`` and ``brk.b.csv``, or ``ABC.csv`` and ``ABC.parquet``)
+  fail that symbol: the project will not guess which one is current.
+- An entry named like a raw file that cannot be read (a directory named ``X.csv``, a broken link,
+  a file without read permission, a broken ``.gz``, a corrupt parquet) still becomes a symbol, so
+  its partition fails with a clear message instead of the file being silently ignored.
+
+Reading
+
+- Empty files and header-only files are errors. A first line that looks like data (it starts with
+  a date or a number) is an error: the file has no header.
+- Text encoding: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252.
+  Binary content (an Excel or zip file renamed ``.csv``, a parquet file named ``.csv``) is an error.
+- The delimiter is sniffed from the header line (``,`` ``;`` tab ``|``). With ``;`` or tab, a
+  decimal comma (``101,25``) is recognised.
+- Lines with the wrong number of fields are skipped and counted (``bad_lines``); more than 10% of
+  the lines (and more than 5) is an error.
 - Parquet files whose date is the index are read with the index as the date column.
-- Text columns that are not numbers (e.g. ``Name``) are dropped and reported; a numeric column
-  with a few junk strings keeps its numbers, the junk becomes missing (counted).
+
+Columns
+
+- Names are matched case-insensitively; any run of characters other than letters and digits
+  becomes ``_`` (``Adj. Close`` -> ``adj_close``). Aliases: ``date``/``timestamp``/``datetime``/
+  ``time``/``day``/``trade_date``; ``close``/``price``/``last``; ``adj_close``/``adjusted_close``;
+  ``volume``/``vol``. Columns without a name (e.g. a saved pandas index) are dropped, unless
+  the file has no date column and the unnamed one holds dates.
+- When both ``close`` and ``adj_close`` hold numbers the adjusted close is used and
+  open/high/low are scaled by the same factor, so splits and dividends do not look like crashes.
+- Text columns that are not numbers (e.g. ``Name``) are dropped and reported. In a numeric column
+  ``$``/``€``/``£`` and thousands separators (``1,234``) are removed; the remaining junk strings
+  (``#VALUE!``) become missing and are counted (``junk_cells``); ``""``, ``NA``, ``#N/A``,
+  ``null``, ``-`` are plain missing values. A column more than half junk is treated as text and
+  dropped; when that column is the close, it is an error.
+- ``inf``/``-inf`` become missing (counted as ``inf_cells``); the cleaning rules then apply.
+
+Dates
+
+- ISO dates (``2017-08-11``, with or without time or offset; the local wall-clock date is kept),
+  ``YYYYMMDD`` numbers and epoch seconds/milliseconds are read as they are.
+- Mixed formats in one column are parsed value by value. ``dd/mm/yyyy`` vs ``mm/dd/yyyy`` is
+  decided once for the whole column: day first when some first field is above 12, otherwise
+  month first (noted in ``notes`` when it was ambiguous).
+- Rows whose date cannot be parsed are dropped later (counted); more than half of them is an error.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import gzip
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +75,9 @@ import pyarrow.parquet as pq
 
 from lstm_assets.core.storage import InputError, normalize_symbol
 
+_EXCHANGE_PREFIX = re.compile(r"^[A-Za-z]{2,10}:([^:]+)$")
 RAW_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+UNSUPPORTED_SUFFIXES = (".xlsx", ".xls", ".tsv", ".zip", ".json", ".feather")
 ALIASES = {
     "date": ("date", "timestamp", "datetime", "time", "day", "trade_date", "index"),
     "open": ("open", "open_price", "o"),
@@ -39,200 +87,466 @@ ALIASES = {
     "adj_close": ("adj_close", "adjusted_close", "adjclose", "adj_close_price"),
     "volume": ("volume", "vol", "v"),
 }
+NULL_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N/A", "-"]
+MAX_BAD_LINE_SHARE = 0.1
+HEAD_BYTES = 1 << 16
+EMPTY_FIX = "write a header line and at least one row per trading day, or remove the file"
 
 
 @dataclass
 class RawInfo:
+    """What reading one raw file found and did (all of it goes into the asset metadata)."""
+
     path: str
     rows: int = 0
     columns_found: list[str] = field(default_factory=list)
     columns_dropped: dict[str, str] = field(default_factory=dict)
     renamed: dict[str, str] = field(default_factory=dict)
     junk_cells: int = 0
+    junk_by_column: dict[str, int] = field(default_factory=dict)
+    inf_cells: int = 0
+    bad_lines: int = 0
+    delimiter: str = ""
+    encoding: str = ""
     notes: list[str] = field(default_factory=list)
 
 
-def symbol_of(path: Path) -> str:
-    name = path.name
+# ---- files and symbols ------------------------------------------------------------------------
+
+def _raw_suffix(name: str) -> str | None:
+    low = name.lower()
     for suf in sorted(RAW_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suf):
-            return normalize_symbol(name[: -len(suf)])
-    raise InputError(path, f"unsupported file type {path.suffix!r}",
-                     f"use one of {', '.join(RAW_SUFFIXES)}")
+        if low.endswith(suf):
+            return suf
+    return None
 
 
-def list_raw_files(folder: Path) -> dict[str, Path]:
-    """Symbol -> file for every raw file in ``folder`` (hidden and temp files ignored).
+def symbol_of(path: Path) -> str:
+    """The validated symbol of a raw file name (``brk.b.csv`` -> ``BRK.B``)."""
+    suf = _raw_suffix(path.name)
+    if suf is None:
+        raise InputError(path, f"unsupported file type {path.suffix!r}",
+                         f"use one of {', '.join(RAW_SUFFIXES)}")
+    stem = path.name[: -len(suf)]
+    prefixed = _EXCHANGE_PREFIX.match(stem)
+    if prefixed:  # NYSE:LMT.csv -> LMT (the exchange is not part of the symbol)
+        stem = prefixed.group(1)
+    try:
+        return normalize_symbol(stem)
+    except InputError as e:
+        raise InputError(path, e.problem, e.fix) from e
 
-    Files whose name is not a valid symbol are skipped here (and reported by
-    :func:`invalid_raw_files`), so one badly named file never blocks the others.
-    """
-    out: dict[str, Path] = {}
-    if not folder.exists():
-        return out
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.is_file():
-            continue
-        if not p.name.lower().endswith(RAW_SUFFIXES):
-            continue
+
+def _raw_entries(folder: Path) -> list[Path]:
+    """Non-hidden entries of ``folder`` named like a raw file (files, folders, broken links)."""
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir())
+            if not p.name.startswith(".") and _raw_suffix(p.name) is not None]
+
+
+def _by_symbol(folder: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for p in _raw_entries(folder):
         try:
             sym = symbol_of(p)
         except InputError:
             continue
-        if sym in out:  # e.g. brk.b.csv and BRK.B.csv: the first (sorted) wins, deterministic
-            continue
-        out[sym] = p
+        out.setdefault(sym, []).append(p)
     return out
 
 
+def list_raw_files(folder: Path) -> dict[str, Path]:
+    """Symbol -> raw file for every entry in ``folder`` named ``SYMBOL.<raw suffix>``.
+
+    Hidden and temp files are ignored. Names that are not valid symbols are skipped here (and
+    reported by :func:`invalid_raw_files`), so one badly named file never blocks the others.
+    Unreadable entries and duplicate symbols are kept: their partition fails with a clear
+    message (see :func:`find_raw_file` and :func:`read_raw`).
+    """
+    return {sym: paths[0] for sym, paths in _by_symbol(Path(folder)).items()}
+
+
+def find_raw_file(folder: Path, symbol: str) -> Path:
+    """The one raw file of ``symbol`` in ``folder``; InputError when none or several."""
+    folder = Path(folder)
+    sym = normalize_symbol(symbol)
+    paths = _by_symbol(folder).get(sym, [])
+    if not paths:
+        raise InputError(folder / f"{sym}.csv", f"no raw file for symbol {sym} in {folder}",
+                         f"put {sym}.csv (or .csv.gz / .parquet) in {folder}")
+    if len(paths) > 1:
+        names = ", ".join(p.name for p in paths)
+        raise InputError(paths[0], f"{len(paths)} raw files map to symbol {sym}: {names}",
+                         "keep exactly one file per symbol (delete or rename the others)")
+    return paths[0]
+
+
 def invalid_raw_files(folder: Path) -> list[str]:
-    bad = []
-    for p in sorted(folder.iterdir()) if folder.exists() else []:
-        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(RAW_SUFFIXES):
-            try:
-                symbol_of(p)
-            except InputError as e:
-                bad.append(str(e))
+    """One message per raw-looking file that cannot become a symbol, or shares its symbol."""
+    folder = Path(folder)
+    bad: list[str] = []
+    if not folder.is_dir():
+        return bad
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if _raw_suffix(p.name) is None:
+            if p.name.lower().endswith(UNSUPPORTED_SUFFIXES):
+                bad.append(str(InputError(p, f"unsupported file type {p.suffix!r}",
+                                          "export it as SYMBOL.csv (or .csv.gz / .parquet)")))
+            continue
+        try:
+            symbol_of(p)
+        except InputError as e:
+            bad.append(str(e))
+    for sym, paths in _by_symbol(folder).items():
+        if len(paths) > 1:
+            names = ", ".join(p.name for p in paths)
+            bad.append(str(InputError(paths[0], f"{len(paths)} raw files map to symbol {sym}: "
+                                      f"{names}", "keep exactly one file per symbol")))
     return bad
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+# ---- reading ---------------------------------------------------------------------------------
+
+def _norm(name: object) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", str(name).strip().lower()).strip("_")
 
 
-def _sniff_delimiter(head: str) -> str:
-    first = head.splitlines()[0] if head else ""
-    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
+def _sniff_delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+def _read_head(path: Path) -> bytes:
+    """The first bytes of the (decompressed) file; errors become InputError with a fix."""
+    gz = path.name.lower().endswith(".gz")
     try:
-        with opener(path, "rt", errors="replace") as fh:
-            head = fh.read(4096)
-    except (OSError, EOFError) as e:
+        if gz:
+            with gzip.open(path, "rb") as fh:
+                return fh.read(HEAD_BYTES)
+        with open(path, "rb") as fh:
+            return fh.read(HEAD_BYTES)
+    except PermissionError as e:
+        raise InputError(path, "permission denied: this user cannot read the file",
+                         f"make it readable (chmod a+r {path}) or run as its owner") from e
+    except IsADirectoryError as e:
+        raise InputError(path, "is a directory, not a file",
+                         "remove or rename the folder; a raw file must be a plain file") from e
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise InputError(path, f"not a valid gzip file, truncated or corrupt ({e})",
+                         "re-compress it with gzip, or store it uncompressed as "
+                         f"{path.name[:-3]}") from e
+    except OSError as e:
         raise InputError(path, f"cannot read the file ({e.__class__.__name__}: {e})",
-                         "check that the file exists, is readable and is not a broken .gz") from e
-    if not head.strip():
-        raise InputError(path, "the file is empty", "write a header line and at least one row "
-                         "per trading day, or remove the file")
-    delim = _sniff_delimiter(head)
+                         "check that the file exists and is readable") from e
+
+
+def _encoding(head: bytes) -> str:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
     try:
-        table = pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=delim),
-            convert_options=pacsv.ConvertOptions(
-                strings_can_be_null=True,
-                null_values=["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "#N/A"],
-            ),
-        )
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(path, f"not a readable CSV ({e})",
+        head.decode("utf-8")
+        return "utf8"
+    except UnicodeDecodeError as e:
+        if e.start > len(head) - 4:  # a multi-byte character cut by the head limit
+            return "utf8"
+        return "cp1252"
+
+
+def _looks_like_value(text: str) -> bool:
+    t = text.strip().strip('"').strip()
+    if not t:
+        return False
+    if re.fullmatch(r"[-+]?\d+([.,]\d+)?([eE][-+]?\d+)?", t):
+        return True
+    return bool(re.fullmatch(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T].*)?", t))
+
+
+def _read_csv(path: Path, info: RawInfo) -> pd.DataFrame:
+    head = _read_head(path)
+    if head.startswith(b"PAR1"):
+        raise InputError(path, "is a parquet file with a .csv name",
+                         f"rename it to {path.name.split('.')[0]}.parquet")
+    if head.startswith(b"PK\x03\x04"):
+        raise InputError(path, "is a zip or Excel file, not a CSV",
+                         "open it in the spreadsheet and export it as CSV")
+    enc = _encoding(head)
+    if enc != "utf-16" and b"\x00" in head:
+        raise InputError(path, "holds binary data, not text", "export it as a plain CSV file")
+    text = head.decode("utf-16" if enc == "utf-16" else enc, errors="replace").lstrip("\ufeff")
+    if not text.strip():
+        raise InputError(path, "the file is empty", EMPTY_FIX)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    header = lines[0]
+    delim = _sniff_delimiter(header)
+    names = next(csv.reader([header], delimiter=delim))
+    if names and _looks_like_value(names[0]):
+        raise InputError(path, f"no header line: the first line looks like data ({header[:60]!r})",
+                         "add a header line first, e.g. date,open,high,low,close,volume")
+    decimal = "."
+    if delim in (";", "\t") and any(re.search(r"\d,\d", ln) for ln in lines[1:50]):
+        decimal = ","
+        info.notes.append("decimal comma detected (e.g. 101,25)")
+    info.delimiter, info.encoding = delim, enc
+
+    # dates stay text here: pyarrow would turn "…T20:00-05:00" into the next day in UTC
+    date_types = {n: pa.string() for n in names if _norm(n) in ALIASES["date"]}
+    bad: list[int] = []
+
+    def skip_bad(row: Any) -> str:
+        bad.append(row.number or 0)
+        return "skip"
+
+    def read(default_type: pa.DataType | None) -> pa.Table:
+        bad.clear()
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        # a file object, not a path: pyarrow never reads a name like NYSE:LMT.csv as a URI
+        with opener(path, "rb") as fh:
+            return pacsv.read_csv(
+                fh,
+                read_options=pacsv.ReadOptions(encoding=enc),
+                parse_options=pacsv.ParseOptions(delimiter=delim, invalid_row_handler=skip_bad),
+                convert_options=pacsv.ConvertOptions(
+                    strings_can_be_null=True, null_values=NULL_VALUES, decimal_point=decimal,
+                    default_column_type=default_type, column_types=date_types),
+            )
+
+    try:
+        try:
+            table = read(None)
+        except pa.ArrowInvalid as e:
+            if "conversion error" not in str(e).lower():
+                raise
+            # the type was guessed from the first block and a later block has junk: read as text
+            table = read(pa.string())
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise InputError(path, f"not a valid gzip file, truncated or corrupt ({e})",
+                         "re-compress it with gzip, or store it uncompressed as "
+                         f"{path.name[:-3]}") from e
+    except (pa.ArrowException, OSError, UnicodeError) as e:
+        raise InputError(path, f"not a readable CSV ({str(e).splitlines()[0]})",
                          "save it as a plain CSV with one header line and the same number of "
                          "fields on every row") from e
+    info.bad_lines = len(bad)
+    if bad:
+        total = table.num_rows + len(bad)
+        if len(bad) > 5 and len(bad) > MAX_BAD_LINE_SHARE * total:
+            raise InputError(path, f"{len(bad)} of {total} lines have the wrong number of fields "
+                             f"(first at line {min(bad)})",
+                             "make every line have as many fields as the header (check the "
+                             "delimiter and quoting)")
+        info.notes.append(f"skipped {len(bad)} line(s) with the wrong number of fields "
+                          f"(first at line {min(bad)})")
     return table.to_pandas()
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        raise InputError(path, "is a directory, not a file",
+                         "remove or rename the folder; a raw file must be a plain file")
     try:
-        df = pq.read_table(path).to_pandas()
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(path, f"not a readable parquet file ({e})",
-                         "re-export the file, or replace it with a CSV") from e
-    if not isinstance(df.index, pd.RangeIndex):
-        df = df.reset_index()  # the date was stored as the index
-    return df
+        with open(path, "rb") as fh:  # a file object: the name is never read as a URI
+            df = pq.read_table(fh).to_pandas()
+    except PermissionError as e:
+        raise InputError(path, "permission denied: this user cannot read the file",
+                         f"make it readable (chmod a+r {path}) or run as its owner") from e
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise InputError(path, "not a readable parquet file, corrupt or truncated "
+                         f"({str(e).splitlines()[0]})",
+                         "re-export the file from its source, or replace it with a CSV") from e
+    idx = df.index
+    if isinstance(idx, pd.RangeIndex):
+        return df
+    if idx.name is None and pd.api.types.is_integer_dtype(idx.dtype):
+        return df.reset_index(drop=True)  # a plain row number: not data
+    return df.reset_index()  # the date (or another column) was stored as the index
+
+
+def _to_number(s: pd.Series) -> pd.Series:
+    """Strings -> float: currency signs and thousands separators removed, junk -> NaN."""
+    txt = s.astype("string").str.strip()
+    txt = txt.str.replace(r"^([-+]?)[$€£]", r"\1", regex=True)
+    thousands = txt.str.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?", na=False)
+    txt = txt.where(~thousands, txt.str.replace(",", "", regex=False))
+    return pd.to_numeric(txt, errors="coerce").astype("float64")
 
 
 def read_raw(path: Path) -> tuple[pd.DataFrame, RawInfo]:
-    """Read and standardise one raw file. Returns the frame (``date`` + numeric columns)."""
+    """Read and standardise one raw file. Returns the frame (``date`` + numeric columns).
+
+    ``date`` is a datetime column (NaT where a value could not be parsed); ``close`` is always
+    present; any other column is float64. See the module docstring for every rule.
+    """
     path = Path(path)
     info = RawInfo(path=str(path))
     if not path.exists():
-        raise InputError(path, "the file does not exist", "check the raw folder")
+        problem = "is a broken link" if path.is_symlink() else "the file does not exist"
+        raise InputError(path, problem, "check the raw folder")
+    if path.is_dir():
+        raise InputError(path, "is a directory, not a file",
+                         "remove or rename the folder; a raw file must be a plain file")
     if path.stat().st_size == 0:
-        raise InputError(path, "the file is empty", "write a header line and at least one row "
-                         "per trading day, or remove the file")
-    low = path.name.lower()
-    df = _read_parquet(path) if low.endswith((".parquet", ".pq")) else _read_csv(path)
+        raise InputError(path, "the file is empty", EMPTY_FIX)
+    is_parquet = path.name.lower().endswith((".parquet", ".pq"))
+    df = _read_parquet(path) if is_parquet else _read_csv(path, info)
     info.columns_found = [str(c) for c in df.columns]
     if len(df) == 0:
         raise InputError(path, "the file has a header but no data rows",
                          "add rows (one per trading day) or remove the file")
 
+    norm = [_norm(c) for c in df.columns]
+    unnamed = [str(c) for c, n in zip(df.columns, norm, strict=True)
+               if not n or re.fullmatch(r"unnamed_\d+|level_\d+|index_level_\d+", n)]
+    if unnamed and not set(norm) & set(ALIASES["date"]):
+        # a frame saved with its date index: the unnamed first column holds the dates
+        first = unnamed[0]
+        as_dates = pd.to_datetime(df[first].astype("string"), format="ISO8601", errors="coerce")
+        if as_dates.notna().mean() > 0.5:
+            df = df.rename(columns={first: "date"})
+            info.renamed[first or "(no name)"] = "date"
+            unnamed = unnamed[1:]
+    for c in unnamed:
+        info.columns_dropped[c or "(no name)"] = "no column name"
+    df = df.drop(columns=unnamed)
+    original = {_norm(c): str(c) for c in df.columns if c != "date"}
     df.columns = [_norm(c) for c in df.columns]
-    rename: dict[str, str] = {}
-    for std, names in ALIASES.items():
-        for n in names:
-            if n in df.columns and std not in rename.values() and n not in rename:
-                rename[n] = std
-                break
-    df = df.rename(columns=rename)
-    info.renamed = {k: v for k, v in rename.items() if k != v}
     if df.columns.duplicated().any():
         dups = sorted(set(df.columns[df.columns.duplicated()]))
-        raise InputError(path, f"duplicate column names after normalising: {dups}",
+        raise InputError(path, f"duplicate column names after normalising case: {dups}",
                          "give every column a distinct name")
+    rename: dict[str, str] = {}
+    for std, aliases in ALIASES.items():
+        if std in df.columns:
+            continue
+        hit = next((n for n in aliases if n in df.columns and n not in rename), None)
+        if hit is not None:
+            rename[hit] = std
+    df = df.rename(columns=rename)
+    back = {v: k for k, v in rename.items()}
+    file_name = {c: original.get(back.get(c, c), c) for c in df.columns}  # used -> file's name
+    info.renamed.update({f: c for c, f in file_name.items() if f != c})
     if "date" not in df.columns:
-        raise InputError(path, f"no date column (looked for {', '.join(ALIASES['date'])})",
-                         "name the date column 'date'")
+        dt = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
+        if len(dt) != 1:
+            raise InputError(path, f"no date column (looked for {', '.join(ALIASES['date'])}); "
+                             f"columns are {info.columns_found}",
+                             "name the date column 'date'")
+        df = df.rename(columns={dt[0]: "date"})
+        info.renamed[file_name[dt[0]]] = "date"
     if "close" not in df.columns and "adj_close" not in df.columns:
         raise InputError(path, "no close price column (looked for "
-                         f"{', '.join(ALIASES['close'] + ALIASES['adj_close'])})",
+                         f"{', '.join(ALIASES['close'] + ALIASES['adj_close'])}); columns are "
+                         f"{info.columns_found}",
                          "add a 'close' column with the daily closing price")
 
-    # numbers: junk strings become missing (counted); text columns that are not numbers go
     for col in [c for c in df.columns if c != "date"]:
         s = df[col]
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             df[col] = s.astype("float64")
             continue
-        num = pd.to_numeric(s, errors="coerce")
-        present = s.notna() & (s.astype(str).str.strip() != "")
-        junk = int((present & num.isna()).sum())
+        num = _to_number(s)
+        present = s.notna() & (s.astype("string").str.strip() != "")
+        junk_mask = present & num.isna()
+        junk = int(junk_mask.sum())
         if present.sum() and junk > 0.5 * present.sum():
-            info.columns_dropped[col] = "text, not numbers"
+            if col in ("close", "adj_close"):
+                examples = list(dict.fromkeys(s[junk_mask].astype(str)))[:3]
+                raise InputError(path, f"the {col} column holds text, not numbers "
+                                 f"({junk} of {int(present.sum())} values, e.g. {examples})",
+                                 "store the closing price as plain numbers (e.g. 101.25)")
+            info.columns_dropped[file_name[col]] = "text, not numbers"
             df = df.drop(columns=col)
             continue
+        if junk:
+            info.junk_by_column[col] = junk
         info.junk_cells += junk
-        df[col] = num.astype("float64")
-    if "close" not in df.columns and "adj_close" not in df.columns:
-        raise InputError(path, "the close column holds no numbers",
-                         "store the closing price as plain numbers (e.g. 101.25)")
+        df[col] = num
 
     if "adj_close" in df.columns:
-        if "close" in df.columns:
+        if df["adj_close"].notna().sum() == 0 and "close" in df.columns:
+            df = df.drop(columns="adj_close")
+            info.columns_dropped[file_name["adj_close"]] = "no numbers; close used"
+        elif "close" in df.columns:
             factor = df["adj_close"] / df["close"]
             for col in ("open", "high", "low"):
                 if col in df.columns:
                     df[col] = df[col] * factor
             df = df.drop(columns="close")
             info.notes.append("used adj_close as close and scaled open/high/low to it")
+            info.columns_dropped[file_name["close"]] = "replaced by adj_close"
+    if "adj_close" in df.columns:
         df = df.rename(columns={"adj_close": "close"})
+        src = file_name["adj_close"]
+        info.renamed = {k: v for k, v in info.renamed.items() if v != "adj_close"}
+        info.renamed[src] = "close"
+    num_cols = [c for c in df.columns if c != "date"]
+    inf = np.isinf(df[num_cols].to_numpy(dtype="float64"))
+    info.inf_cells = int(inf.sum())
+    if info.inf_cells:
+        df[num_cols] = df[num_cols].replace([np.inf, -np.inf], np.nan)
+        info.notes.append(f"{info.inf_cells} inf value(s) treated as missing")
     df["date"] = _parse_dates(df["date"], path, info)
-    df = df.replace([np.inf, -np.inf], np.nan)
+    info.renamed = {k: v for k, v in info.renamed.items() if k not in info.columns_dropped}
     info.rows = len(df)
-    return df, info
+    return df.reset_index(drop=True), info
+
+
+_OFFSET = r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})$"
+_DMY = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})$")
 
 
 def _parse_dates(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
+    """Dates -> tz-naive midnight timestamps (NaT where unparseable). Rules: module docstring."""
+    if not pd.api.types.is_datetime64_any_dtype(s) and not pd.api.types.is_numeric_dtype(s):
+        txt = s.dropna().astype("string").str.strip()
+        if len(txt) and txt.str.fullmatch(r"\d{8,13}(\.0*)?").all():  # 20170811 or epoch
+            s = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
     if pd.api.types.is_datetime64_any_dtype(s):
-        out = pd.to_datetime(s)
+        out = s
+    elif pd.api.types.is_numeric_dtype(s):
+        v = s.astype("float64")
+        med = float(np.nanmedian(v)) if v.notna().any() else 0.0
+        if 1e7 <= med < 1e8:  # 20170811
+            out = pd.to_datetime(v.astype("Int64").astype("string"), format="%Y%m%d",
+                                 errors="coerce")
+        elif med >= 1e11:
+            out = pd.to_datetime(v, unit="ms", errors="coerce")
+            info.notes.append("dates read as epoch milliseconds")
+        elif med >= 1e8:
+            out = pd.to_datetime(v, unit="s", errors="coerce")
+            info.notes.append("dates read as epoch seconds")
+        else:
+            raise InputError(path, f"the date column holds numbers ({v.dropna().iloc[0]:g} ...) "
+                             "that are neither YYYYMMDD nor epoch seconds",
+                             "write dates as YYYY-MM-DD")
     else:
         txt = s.astype("string").str.strip()
+        # a UTC offset after a time is dropped: the local (exchange) calendar date is the day
+        txt = txt.str.replace(_OFFSET, r"\1", regex=True)
         try:
             out = pd.to_datetime(txt, format="ISO8601")
         except (ValueError, TypeError):
-            # mixed formats: each value parsed on its own (month first for 01/02/2020)
-            out = pd.to_datetime(txt, format="mixed", errors="coerce")
+            m = txt.str.extract(_DMY).astype("float64")
+            dayfirst = bool((m[0] > 12).any())
+            if not dayfirst and not (m[1] > 12).any() and m[0].notna().any():
+                info.notes.append("ambiguous dd/mm vs mm/dd dates read month first")
+            try:
+                out = pd.to_datetime(txt, format="mixed", dayfirst=dayfirst, errors="coerce")
+            except (ValueError, TypeError):  # e.g. time zone names mixed in
+                out = pd.to_datetime(txt, format="mixed", dayfirst=dayfirst, errors="coerce",
+                                     utc=True)
             info.notes.append("dates in mixed formats were parsed value by value")
+    if not pd.api.types.is_datetime64_any_dtype(out):  # several UTC offsets in one column
+        out = pd.to_datetime(out, utc=True, errors="coerce")
     if getattr(out.dt, "tz", None) is not None:
-        out = out.dt.tz_convert(None)
+        out = out.dt.tz_localize(None)  # keep the local (exchange) calendar date
     bad = int(out.isna().sum())
     if bad and bad > 0.5 * len(out):
-        raise InputError(path, f"{bad} of {len(out)} dates could not be parsed",
+        examples = list(dict.fromkeys(s[out.isna()].dropna().astype(str)))[:3]
+        raise InputError(path, f"{bad} of {len(out)} dates could not be parsed (e.g. {examples})",
                          "write dates as YYYY-MM-DD")
     if bad:
-        info.notes.append(f"dropped {bad} rows whose date could not be parsed")
+        info.notes.append(f"{bad} row(s) with an unparseable date will be dropped")
     return out.dt.normalize()
