@@ -56,7 +56,7 @@ def test_clean_has_no_nan_or_inf_and_drops_future_rows(tiny: Settings) -> None:
     assert set(frame["label"].unique()) <= {-1, 0, 1, 2}
 
 
-def test_label_rule_band_fit_on_train_only(tiny: Settings) -> None:
+def test_leakage_label_band_fit_on_train_only(tiny: Settings) -> None:
     frame, info = clean_frame(ohlcv(600), tiny)
     b = split_bounds(len(frame), tiny)
     train = frame["label"].to_numpy()[b.train_start:b.train_end]
@@ -76,14 +76,15 @@ def test_abs_fixed_rule_is_the_old_scripts_band(tiny: Settings) -> None:
     assert (lab.loc[lab["label"] == 1, "fwd_return"].abs() <= 0.001).all()
 
 
-def test_split_embargo_no_label_overlap() -> None:
+def test_leakage_embargo_no_label_overlap() -> None:
     s = Settings(lookback=30, horizon=5, embargo=2)
     b = split_bounds(1000, s)
     assert b is not None
     gap = s.effective_gap()
     assert gap == 5
-    # last train label looks at row train_end-1+h, strictly before the first val sample row
-    assert b.train_end - 1 + s.horizon < b.val_start + 0 or b.val_start - b.train_end >= gap
+    # the last train label's price window [t, t+h] ends before the first val sample's begins
+    assert b.train_end - 1 + s.horizon < b.val_start
+    assert b.val_end - 1 + s.horizon < b.test_start
     assert b.val_start - b.train_end == gap and b.test_start - b.val_end == gap
     assert b.test_end == 1000 - s.horizon and b.train_start == s.lookback - 1
 
@@ -93,7 +94,7 @@ def test_short_history_is_a_clear_error(tiny: Settings) -> None:
         clean_frame(ohlcv(60), tiny, path="x.csv")
 
 
-def test_scaler_fit_on_train_rows_only(tiny: Settings) -> None:
+def test_leakage_scaler_fit_on_train_only(tiny: Settings) -> None:
     frame, _ = clean_frame(ohlcv(600), tiny)
     seq, _ = build_sequences(frame, tiny)
     frame2 = frame.copy()

@@ -84,20 +84,32 @@ def _garch(rng: np.random.Generator, t: int, k: int, daily_vol: np.ndarray,
     return eps, np.sqrt(h)
 
 
+def _ou(rng: np.random.Generator, n: int, mean: float, sd: float, half_life: float,
+        lo: float = -np.inf, hi: float = np.inf) -> np.ndarray:
+    """Mean-reverting (Ornstein-Uhlenbeck / AR(1)) path with stationary std ``sd``.
+
+    Engineered features are mean-reverting, as a quant would build them: a random walk would
+    leave the test years outside the range the scaler and the model saw in the train years.
+    """
+    phi = 0.5 ** (1 / half_life)
+    eps = rng.normal(0, sd * np.sqrt(1 - phi**2), n)
+    x = np.empty(n)
+    x[0] = mean + rng.normal(0, sd)
+    for i in range(1, n):
+        x[i] = mean + phi * (x[i - 1] - mean) + eps[i]
+    return np.clip(x, lo, hi)
+
+
 def _macro(rng: np.random.Generator, dates: pd.DatetimeIndex, mkt_ret: np.ndarray,
            mkt_sigma: np.ndarray) -> pd.DataFrame:
     t = len(dates)
 
-    def walk(start: float, step: float, lo: float, hi: float) -> np.ndarray:
-        return np.clip(start + np.cumsum(rng.normal(0, step, t)), lo, hi)
-
     def monthly(x: np.ndarray) -> np.ndarray:
         s = pd.Series(x, index=dates)
-        first = s.groupby([dates.year, dates.month]).transform("first")
-        return first.to_numpy()
+        return s.groupby([dates.year, dates.month]).transform("first").to_numpy()
 
-    r3 = walk(2.0, 0.03, 0.0, 8.0)
-    r10 = np.maximum(r3 + walk(1.2, 0.02, -1.0, 3.5), 0.2)
+    r3 = _ou(rng, t, 2.0, 1.2, 250, 0.0, 8.0)
+    r10 = np.maximum(r3 + _ou(rng, t, 1.2, 0.6, 120), 0.2)
     m20 = pd.Series(mkt_ret).rolling(20, min_periods=1).sum().to_numpy()
 
     def ret20(step: float) -> np.ndarray:
@@ -108,13 +120,13 @@ def _macro(rng: np.random.Generator, dates: pd.DatetimeIndex, mkt_ret: np.ndarra
         "macro_rate_10y": r10,
         "macro_term_spread": r10 - r3,
         "macro_credit_spread": np.clip(1.5 + 40 * (mkt_sigma - mkt_sigma.mean())
-                                       + walk(0, 0.01, -1, 2), 0.3, 8),
+                                       + _ou(rng, t, 0.0, 0.3, 60), 0.3, 8),
         "macro_vix": 100 * np.sqrt(252) * mkt_sigma + rng.normal(0, 1.0, t),
         "macro_usd_index_ret_20": ret20(0.004),
         "macro_oil_ret_20": ret20(0.02) + 0.5 * m20,
         "macro_gold_ret_20": ret20(0.01) - 0.1 * m20,
-        "macro_cpi_yoy": monthly(walk(2.5, 0.02, -1, 9)),
-        "macro_unemployment": monthly(walk(5.0, 0.01, 3, 12)),
+        "macro_cpi_yoy": monthly(_ou(rng, t, 2.5, 1.0, 250, -1, 9)),
+        "macro_unemployment": monthly(_ou(rng, t, 5.5, 1.2, 375, 3, 12)),
         "macro_market_ret_20": m20,
     })
 
@@ -123,30 +135,33 @@ def _fundamentals(rng: np.random.Generator, close: np.ndarray) -> pd.DataFrame:
     t = len(close)
     q = np.arange(t) // 63  # quarter index: values change once a quarter, carried forward
     nq = q[-1] + 1
+    q_close = close[np.minimum(np.arange(nq) * 63, t - 1)][q]  # price when the quarter began
 
-    def quarterly(start: float, step: float, lo: float, hi: float) -> np.ndarray:
-        return np.clip(start + np.cumsum(rng.normal(0, step, nq)), lo, hi)[q]
+    def quarterly(mean: float, sd: float, lo: float, hi: float) -> np.ndarray:
+        return _ou(rng, nq, mean, sd, 4, lo, hi)[q]  # half-life one year
 
-    eps = np.exp(quarterly(np.log(close[0] / rng.uniform(12, 30)), 0.05, -10, 10))
-    book = np.exp(quarterly(np.log(close[0] / rng.uniform(1.5, 6)), 0.03, -10, 10))
-    sales = np.exp(quarterly(np.log(close[0] / rng.uniform(1, 5)), 0.04, -10, 10))
-    fcf = eps * quarterly(1.0, 0.05, 0.2, 2.0)
-    div = eps * quarterly(0.35, 0.02, 0.0, 0.9)
+    # per-share fundamentals follow the business (and so, over years, the price); valuation
+    # ratios then move with the price within a quarter and revert across quarters
+    eps = q_close / quarterly(rng.uniform(12, 30), 4, 5, 80)
+    book = q_close / quarterly(rng.uniform(1.5, 6), 0.8, 0.3, 20)
+    sales = q_close / quarterly(rng.uniform(1, 5), 0.6, 0.2, 20)
+    fcf = eps * quarterly(1.0, 0.2, 0.2, 2.0)
+    div = eps * quarterly(0.35, 0.1, 0.0, 0.9)
     return pd.DataFrame({
         "fund_pe": close / eps,
         "fund_pb": close / book,
         "fund_ps": close / sales,
-        "fund_ev_ebitda": 0.6 * close / eps + quarterly(2.0, 0.2, 0, 8),
+        "fund_ev_ebitda": 0.6 * close / eps + quarterly(2.0, 0.8, 0, 8),
         "fund_dividend_yield": div / close,
         "fund_fcf_yield": fcf / close,
-        "fund_eps_growth": quarterly(0.08, 0.03, -0.6, 0.8),
-        "fund_revenue_growth": quarterly(0.06, 0.02, -0.4, 0.6),
-        "fund_gross_margin": quarterly(0.4, 0.01, 0.05, 0.9),
-        "fund_net_margin": quarterly(0.1, 0.01, -0.3, 0.5),
-        "fund_roe": quarterly(0.14, 0.01, -0.5, 0.6),
-        "fund_roa": quarterly(0.06, 0.005, -0.3, 0.3),
-        "fund_debt_to_equity": quarterly(0.8, 0.05, 0.0, 4.0),
-        "fund_current_ratio": quarterly(1.5, 0.05, 0.3, 4.0),
+        "fund_eps_growth": quarterly(0.08, 0.1, -0.6, 0.8),
+        "fund_revenue_growth": quarterly(0.06, 0.07, -0.4, 0.6),
+        "fund_gross_margin": quarterly(0.4, 0.05, 0.05, 0.9),
+        "fund_net_margin": quarterly(0.1, 0.04, -0.3, 0.5),
+        "fund_roe": quarterly(0.14, 0.05, -0.5, 0.6),
+        "fund_roa": quarterly(0.06, 0.02, -0.3, 0.3),
+        "fund_debt_to_equity": quarterly(0.8, 0.3, 0.0, 4.0),
+        "fund_current_ratio": quarterly(1.5, 0.3, 0.3, 4.0),
     })
 
 

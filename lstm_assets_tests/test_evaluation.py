@@ -1,0 +1,74 @@
+"""Evaluation: metrics, baselines, intervals, trading view, and that only test rows count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lstm_assets.core.clean import clean_frame
+from lstm_assets.core.evaluate import block_bootstrap_indices, evaluate, oracle_proba
+from lstm_assets.core.ingest import read_raw
+from lstm_assets.core.sequences import build_sequences
+from lstm_assets.core.settings import Settings
+
+
+@pytest.fixture
+def seq_frame(demo_raw, tiny: Settings):
+    raw, _ = read_raw(demo_raw / "SYN001.csv")
+    frame, _ = clean_frame(raw, tiny)
+    seq, _ = build_sequences(frame, tiny)
+    return seq, frame
+
+
+def test_report_has_baselines_intervals_and_trading_view(seq_frame, tiny: Settings) -> None:
+    seq, frame = seq_frame
+    te = seq.end_rows("test")
+    proba = np.random.default_rng(0).dirichlet([1, 1, 1], size=len(te))
+    rep = evaluate(seq, frame, proba, tiny)
+    assert set(rep["baselines"]) == {"majority", "prior", "logreg_last"}
+    for d in [rep["model"], *rep["baselines"].values()]:
+        lo, hi = d["accuracy_ci"]
+        assert lo <= d["accuracy"] <= hi
+        assert d["macro_f1_ci"][0] <= d["macro_f1_ci"][1]
+    assert np.asarray(rep["model"]["confusion_matrix"]).sum() == len(te)
+    assert {"cumulative_return", "sharpe", "hit_rate", "turnover"} <= set(
+        rep["trading"]["strategy"])
+    assert rep["reliability"]["bins"]
+    assert rep["best_baseline"] in rep["baselines"]
+
+
+def test_leakage_report_ignores_train_and_val_rows(seq_frame, tiny: Settings) -> None:
+    """Scrambling validation labels, and train/val prices, changes no test-split model metric."""
+    seq, frame = seq_frame
+    te = seq.end_rows("test")
+    proba = np.random.default_rng(1).dirichlet([1, 1, 1], size=len(te))
+    rep = evaluate(seq, frame, proba, tiny)
+    y2 = seq.y.copy()
+    va = seq.end_rows("val")
+    y2[va] = (y2[va] + 1) % 3
+    seq.y = y2
+    frame2 = frame.copy()
+    frame2.loc[: seq.bounds.val_end - 1, "close"] *= 1.7
+    rep2 = evaluate(seq, frame2, proba, tiny)
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "log_loss", "confusion_matrix"):
+        assert rep["model"][k] == rep2["model"][k]
+    assert rep["trading"]["strategy"]["sharpe"] == pytest.approx(
+        rep2["trading"]["strategy"]["sharpe"])
+
+
+def test_block_bootstrap_shapes() -> None:
+    idx = block_bootstrap_indices(95, 7, seed=0, block=10)
+    assert idx.shape == (7, 95) and idx.min() >= 0 and idx.max() < 95
+
+
+def test_oracle_probabilities_are_exact_gaussian_probabilities() -> None:
+    dates = pd.bdate_range("2020-01-01", periods=3)
+    frame = pd.DataFrame({"date": dates, "band": [0.01, 0.01, 0.02]})
+    truth = pd.DataFrame({"date": dates, "fwd_mean": [0.0, 0.01, -0.02],
+                          "fwd_std": [0.01, 0.01, 0.02]})
+    p = oracle_proba(frame, truth, dates.to_numpy())
+    np.testing.assert_allclose(p.sum(1), 1)
+    assert p[0, 0] == pytest.approx(p[0, 2])  # symmetric when the mean is 0
+    assert p[1, 2] == pytest.approx(0.5)  # mean exactly on the upper band
+    assert p[2, 0] == pytest.approx(0.5)
