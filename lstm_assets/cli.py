@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     raw = Path(args.raw_dir)
     os.environ["LSTM_RAW_DIR"] = str(raw)
     os.environ["LSTM_WAREHOUSE_DIR"] = str(args.warehouse_dir)
-    if not list_raw_files(raw):
+    if not raw.exists() or not any(raw.iterdir()):
         print(f"{raw} has no raw files: writing {args.demo_symbols} demo symbols "
               f"({args.demo_years} years, signal mode)")
         generate(raw, DemoSpec(symbols=args.demo_symbols, years=args.demo_years))
@@ -92,10 +92,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"[{i}/{len(symbols)}] {sym}: FAILED ({took:.0f}s): {msg}")
         lb = defs.resolve_job_def("leaderboard_job").execute_in_process(
             instance=instance, run_config={"loggers": run_config["loggers"]})
-    wh = Path(args.warehouse_dir)
+    from lstm_assets.core.storage import Warehouse, read_text
+
+    wh = Warehouse(args.warehouse_dir)
     print()
-    print((wh / "leaderboard.md").read_text() if lb.success else "leaderboard failed")
-    print(f"Results: {wh.resolve()}/ (lstm_model/, evaluation_report/, leaderboard.md)")
+    print(read_text(wh.leaderboard(".md")) if lb.success else "leaderboard failed")
+    where = wh.base if wh.remote else wh.base.resolve()
+    print(f"Results: {where}/ (lstm_model/, evaluation_report/, leaderboard.md)")
     print("UI: lstm-assets ui   (then open http://127.0.0.1:3000)")
     if failed:
         print(f"{len(failed)} symbol(s) failed: {', '.join(failed)}")
@@ -124,6 +127,27 @@ def cmd_ui(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", args.host, "-p", str(args.port)]
     print(" ".join(cmd), f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     os.execv(sys.executable, cmd)
+    return 0
+
+
+def cmd_honesty(args: argparse.Namespace) -> int:
+    """Oracle check on signal demo data and null check on null demo data, at full size."""
+    import json
+    import tempfile
+
+    from lstm_assets.core.honesty import check_demo, format_summary
+
+    settings = Settings(**_parse_set(args.set))
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="lstm-honesty-"))
+    out = {}
+    for mode in args.modes.split(","):
+        t0 = time.perf_counter()
+        res = check_demo(work, mode, settings, symbols=args.symbols, years=args.years)
+        out[mode] = res
+        print(format_summary(res) + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    print(f"artifacts: {work}")
     return 0
 
 
@@ -157,6 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--port", type=int, default=3000)
     u.add_argument("--raw-dir", default=os.environ.get("LSTM_RAW_DIR", "data/raw"))
     u.set_defaults(func=cmd_ui)
+
+    h = sub.add_parser("honesty", help="oracle check (signal data) and null check (null data)")
+    h.add_argument("--symbols", type=int, default=8)
+    h.add_argument("--years", type=int, default=20)
+    h.add_argument("--modes", default="signal,null")
+    h.add_argument("--workdir", default="")
+    h.add_argument("--json", default="")
+    h.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    h.set_defaults(func=cmd_honesty)
 
     args = p.parse_args(argv)
     return int(args.func(args))

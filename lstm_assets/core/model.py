@@ -24,7 +24,7 @@ from torch import nn
 
 from lstm_assets.core.sequences import CLIP
 from lstm_assets.core.settings import CLASSES
-from lstm_assets.core.storage import write_bytes, write_json
+from lstm_assets.core.storage import local_file, write_bytes, write_json
 
 
 class LSTMClassifier(nn.Module):
@@ -65,7 +65,7 @@ def save_model(path: Path, state: dict[str, torch.Tensor], config: dict[str, Any
 
 
 def read_model_config(path: Path) -> dict[str, Any]:
-    with safe_open(str(path), framework="pt") as fh:
+    with local_file(path) as local, safe_open(str(local), framework="pt") as fh:
         meta = fh.metadata() or {}
     if "config" not in meta:
         raise ValueError(f"{path}: not an lstm_assets model (no config in the header)")
@@ -81,11 +81,13 @@ class LoadedModel:
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu") -> LoadedModel:
-        config = read_model_config(path)
+        with local_file(path) as local:  # one download when the model is in an object store
+            config = read_model_config(local)
+            state = load_file(str(local), device=device)
         arch = config["architecture"]
         net = LSTMClassifier(len(config["features"]), arch["hidden_size"], arch["num_layers"],
                              arch["dropout"])
-        net.load_state_dict(load_file(str(path), device=device))
+        net.load_state_dict(state)
         net.to(device).eval()
         return cls(net, config)
 

@@ -10,8 +10,17 @@ Layout under the warehouse base (default ``data/warehouse``)::
     leaderboard.{json,md,parquet}
     checkpoints/<SYMBOL>.pt                per-epoch training checkpoint (weights_only load)
 
-Every write goes to a temporary file in the target folder and is moved into place with
+Every local write goes to a temporary file in the target folder and is moved into place with
 ``os.replace``: a killed run leaves the previous good file readable, never a partial one.
+
+The base may also be an object-store URL, e.g. ``s3://bucket/prefix`` (needs the ``scaleout``
+extra: universal-pathlib + s3fs). Paths are then :class:`upath.UPath` objects; a write is one
+PUT of a finished file (S3 makes an object visible whole or not at all), and reads go through
+:func:`read_bytes` / :func:`read_parquet` / :func:`read_npz` / :func:`local_file`. Credentials
+come from the usual AWS chain (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, a profile, an
+instance or pod role); the endpoint from ``LSTM_S3_ENDPOINT``, ``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL`` (MinIO, a local ``moto_server``), the region from ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``. Local paths never import upath or s3fs.
 """
 
 from __future__ import annotations
@@ -24,11 +33,18 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:
+    from upath import UPath
+
+AnyPath: TypeAlias = "Path | UPath"
+"""A local :class:`~pathlib.Path` or, for an object-store warehouse, a :class:`upath.UPath`."""
+
+_URL_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
 
 
@@ -59,38 +75,154 @@ def normalize_symbol(name: str) -> str:
     return sym
 
 
-def symbol_path(folder: Path, symbol: str, suffix: str) -> Path:
+# ---------------------------------------------------------------- local or object-store paths
+
+
+def is_url(path: object) -> bool:
+    """True for ``scheme://...`` strings other than ``file://``."""
+    m = _URL_RE.match(str(path)) if isinstance(path, str) else None
+    return bool(m) and m.group(1).lower() not in ("file", "local")
+
+
+def is_remote(path: object) -> bool:
+    """True when ``path`` names an object in a store (an ``s3://`` URL or a non-local UPath)."""
+    if isinstance(path, Path):  # pathlib and universal-pathlib's local classes
+        return False
+    if isinstance(path, str):
+        return is_url(path)
+    return getattr(path, "protocol", "") not in ("", "file", "local")
+
+
+def s3_storage_options() -> dict[str, Any]:
+    """s3fs options from the environment: endpoint and region; credentials via the AWS chain."""
+    opts: dict[str, Any] = {"use_listings_cache": False}  # other processes write here too
+    endpoint = (os.environ.get("LSTM_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL_S3")
+                or os.environ.get("AWS_ENDPOINT_URL"))
+    if endpoint:
+        opts["endpoint_url"] = endpoint
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        opts["client_kwargs"] = {"region_name": region}
+    return opts
+
+
+def remote_path(url: str) -> UPath:
+    """A :class:`upath.UPath` for ``url`` with storage options taken from the environment."""
+    try:
+        from upath import UPath
+    except ImportError as e:  # the core runs without the scale-out extra for local paths
+        raise ImportError(
+            f"{url}: an object-store warehouse needs universal-pathlib and s3fs; "
+            "install them with: pip install 'lstm_assets[scaleout]'") from e
+    protocol = _URL_RE.match(url).group(1).lower()  # type: ignore[union-attr]
+    options = s3_storage_options() if protocol in ("s3", "s3a") else {}
+    return UPath(url, **options)
+
+
+def as_path(path: str | os.PathLike[str] | AnyPath) -> AnyPath:
+    """A local :class:`Path` for a plain path or ``file://`` URL, a ``UPath`` for a store URL."""
+    if isinstance(path, Path):
+        return path
+    if not isinstance(path, str | os.PathLike):
+        return path  # already a UPath
+    text = os.fspath(path)
+    if text.lower().startswith("file://"):
+        return Path(text[len("file://"):])
+    return remote_path(text) if is_url(text) else Path(text)
+
+
+def symbol_path(folder: AnyPath, symbol: str, suffix: str) -> AnyPath:
     """``folder/SYMBOL+suffix`` after validating the symbol (it is never used raw as a path)."""
     sym = normalize_symbol(symbol)
     path = folder / f"{sym}{suffix}"
-    if path.resolve().parent != folder.resolve():
+    inside = (path.parent == folder if is_remote(folder)
+              else path.resolve().parent == folder.resolve())
+    if not inside:
         raise InputError(symbol, "symbol resolves outside its folder", "use a plain symbol name")
     return path
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``target``; on success move it over ``target`` atomically."""
+def atomic_path(target: AnyPath) -> Iterator[Path]:
+    """Yield a local temp path; on success it replaces ``target`` atomically.
+
+    Local targets: the temp file sits beside the target and ``os.replace`` moves it. Store
+    targets: the temp file is local and is uploaded once complete (one object PUT, which the
+    store makes visible whole); on error nothing is uploaded.
+    """
+    if is_remote(target):
+        obj = as_path(target)
+        with tempfile.TemporaryDirectory(prefix="lstm_upload_") as d:
+            tmp = Path(d) / obj.name
+            yield tmp
+            obj.fs.put_file(str(tmp), obj.path)  # type: ignore[union-attr]
+        return
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, target)
+        yield Path(tmp_name)
+        os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(tmp_name)
         raise
 
 
-def write_bytes(target: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def local_file(path: AnyPath) -> Iterator[Path]:
+    """A local file with ``path``'s bytes: the file itself, or a temp download of an object.
+
+    For readers that need a real file name (safetensors ``safe_open``, ``torch.load``).
+    """
+    if not is_remote(path):
+        yield Path(path)
+        return
+    obj = as_path(path)
+    with tempfile.TemporaryDirectory(prefix="lstm_download_") as d:
+        tmp = Path(d) / obj.name
+        obj.fs.get_file(obj.path, str(tmp))  # type: ignore[union-attr]
+        yield tmp
+
+
+def open_binary(path: AnyPath) -> IO[bytes]:
+    """Open a local file or a store object for reading bytes (e.g. to hash it)."""
+    return as_path(path).open("rb")
+
+
+def exists(path: AnyPath) -> bool:
+    return as_path(path).exists()
+
+
+def file_size(path: AnyPath) -> int:
+    return int(as_path(path).stat().st_size)
+
+
+def remove(path: AnyPath, missing_ok: bool = True) -> None:
+    as_path(path).unlink(missing_ok=missing_ok)
+
+
+def read_bytes(path: AnyPath) -> bytes:
+    return as_path(path).read_bytes()
+
+
+def read_text(path: AnyPath) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_bytes(target: AnyPath, data: bytes) -> None:
+    """Write ``data`` atomically (local: temp + fsync + replace; store: one PUT)."""
+    if is_remote(target):
+        as_path(target).write_bytes(data)
+        return
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
 
 
-def write_text(target: Path, text: str) -> None:
+def write_text(target: AnyPath, text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
@@ -121,60 +253,75 @@ def to_json(obj: Any) -> str:
     return json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False)
 
 
-def write_json(target: Path, obj: Any) -> None:
+def write_json(target: AnyPath, obj: Any) -> None:
     write_text(target, to_json(obj) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: AnyPath) -> Any:
+    return json.loads(read_text(path))
 
 
-def write_parquet(target: Path, df: pd.DataFrame) -> None:
+def write_parquet(target: AnyPath, df: pd.DataFrame) -> None:
     with atomic_path(target) as tmp:
         df.to_parquet(tmp, index=False)
 
 
-def write_npz(target: Path, **arrays: np.ndarray) -> None:
+def read_parquet(path: AnyPath, **kwargs: Any) -> pd.DataFrame:
+    """``pd.read_parquet`` for a local file or a store object."""
+    if is_remote(path):
+        return pd.read_parquet(io.BytesIO(read_bytes(path)), **kwargs)
+    return pd.read_parquet(path, **kwargs)
+
+
+def write_npz(target: AnyPath, **arrays: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_bytes(target, buf.getvalue())
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
+def read_npz(path: AnyPath) -> dict[str, np.ndarray]:
+    src: Any = io.BytesIO(read_bytes(path)) if is_remote(path) else path
+    with np.load(src, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
 
 class Warehouse:
-    """Paths of every artifact under one base folder."""
+    """Paths of every artifact under one base: a local folder or a store URL (``s3://b/p``)."""
 
-    def __init__(self, base: str | Path) -> None:
-        self.base = Path(base)
+    def __init__(self, base: str | os.PathLike[str] | AnyPath) -> None:
+        self.base: AnyPath = as_path(base)
 
-    def path(self, asset: str, symbol: str, suffix: str) -> Path:
+    @property
+    def remote(self) -> bool:
+        """True when artifacts live in an object store."""
+        return is_remote(self.base)
+
+    def path(self, asset: str, symbol: str, suffix: str) -> AnyPath:
         return symbol_path(self.base / asset, symbol, suffix)
 
-    def clean_frame(self, symbol: str) -> Path:
+    def clean_frame(self, symbol: str) -> AnyPath:
         return self.path("clean_frames", symbol, ".parquet")
 
-    def sequences(self, symbol: str) -> Path:
+    def sequences(self, symbol: str) -> AnyPath:
         return self.path("sequence_tensors", symbol, ".npz")
 
-    def model(self, symbol: str) -> Path:
+    def model(self, symbol: str) -> AnyPath:
         return self.path("lstm_model", symbol, ".safetensors")
 
-    def checkpoint(self, symbol: str) -> Path:
+    def checkpoint(self, symbol: str) -> AnyPath:
         return self.path("checkpoints", symbol, ".pt")
 
-    def report(self, symbol: str, suffix: str = ".json") -> Path:
+    def report(self, symbol: str, suffix: str = ".json") -> AnyPath:
         return self.path("evaluation_report", symbol, suffix)
 
-    def leaderboard(self, suffix: str = ".json") -> Path:
+    def leaderboard(self, suffix: str = ".json") -> AnyPath:
         return self.base / f"leaderboard{suffix}"
 
-    def signals(self) -> Path:
+    def signals(self) -> AnyPath:
         return self.base / "latest_signals.parquet"
 
     def report_symbols(self) -> list[str]:
         folder = self.base / "evaluation_report"
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+        if not folder.exists():
+            return []
+        return sorted(q.stem for q in folder.glob("*.json"))
