@@ -72,3 +72,21 @@ def test_oracle_probabilities_are_exact_gaussian_probabilities() -> None:
     assert p[0, 0] == pytest.approx(p[0, 2])  # symmetric when the mean is 0
     assert p[1, 2] == pytest.approx(0.5)  # mean exactly on the upper band
     assert p[2, 0] == pytest.approx(0.5)
+
+
+def test_walk_forward_folds_expand_and_never_overlap(seq_frame, tiny: Settings) -> None:
+    from lstm_assets.core.walkforward import fold_bounds, walk_forward
+
+    _, frame = seq_frame
+    folds = fold_bounds(len(frame), tiny, 3)
+    gap = tiny.effective_gap()
+    for a, b in zip(folds, folds[1:], strict=False):
+        assert b.train_end > a.train_end  # expanding window
+        assert b.test_start >= a.test_end
+    for f in folds:
+        assert f.train_end - 1 + tiny.horizon < f.val_start  # embargo inside each fold
+        assert f.val_end - 1 + tiny.horizon < f.test_start
+        assert f.test_start - f.val_end == gap
+    res = walk_forward(frame, tiny.replace(max_epochs=1), 2)
+    assert len(res["folds"]) == 2
+    assert res["pooled"]["confusion_matrix"] and 0 <= res["pooled"]["accuracy"] <= 1

@@ -56,7 +56,7 @@ class DemoSpec:
     years: int = 20
     seed: int = 7
     mode: str = "signal"
-    signal_strength: float = 1.0
+    signal_strength: float = 1.5
     signal_lags: tuple[int, ...] = (1, 3)
     defect_share: float = 0.25
     fmt: str = "csv"

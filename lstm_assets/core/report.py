@@ -125,6 +125,17 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
         "",
         f"Calibration: expected calibration error {rep['reliability']['ece']:.3f}.",
     ]
+    wf = rep.get("walk_forward")
+    if wf:
+        lines += ["", "Walk-forward (expanding window; scaler and FLAT band refit per fold):", "",
+                  "| fold | test days | accuracy | majority | macro-F1 |", "|---|---|---|---|---|"]
+        for f in wf["folds"]:
+            lines.append(f"| {f['fold']} | {f['test_dates'][0]} .. {f['test_dates'][1]} | "
+                         f"{_pct(f['accuracy'])} | {_pct(f['majority_accuracy'])} | "
+                         f"{_pct(f['macro_f1'])} |")
+        p = wf["pooled"]
+        lines.append(f"| pooled | | {_pct(p['accuracy'])} | {_pct(p['majority_accuracy'])} | "
+                     f"{_pct(p['macro_f1'])} |")
     t = rep.get("training") or {}
     if t:
         lines.append(f"Training: {t.get('epochs_run')} epochs (best {t.get('best_epoch')}, "
