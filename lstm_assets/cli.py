@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--raw-dir", default=os.environ.get("LSTM_RAW_DIR", "data/raw"))
     u.set_defaults(func=cmd_ui)
 
+    from lstm_assets.orchestration_cli import register as register_orchestration
+
+    register_orchestration(sub)  # backfill, signals
+
     h = sub.add_parser("honesty", help="oracle check (signal data) and null check (null data)")
     h.add_argument("--symbols", type=int, default=8)
     h.add_argument("--years", type=int, default=20)

@@ -1,31 +1,22 @@
-"""The Dagster code location: assets, checks, jobs, sensors and resources, assembled."""
+"""The code location: assets, checks, jobs, schedule, sensors and resources, assembled.
 
+Runs use the in-process executor: a run's steps run one after another in the run's process
+instead of one spawned process per step (seconds each), and a backfill covers many symbols
+per run (see ``defs/assets.py``), so per-step parallelism would buy nothing here.
+"""
 
 import dagster as dg
 
-from lstm_assets.defs import assets
-from lstm_assets.defs.resources import LstmSettings, default_paths
-
-symbol_chain_job = dg.define_asset_job(
-    "symbol_chain_job",
-    selection=dg.AssetSelection.assets(
-        assets.raw_features, assets.clean_frames, assets.sequence_tensors, assets.lstm_model,
-        assets.evaluation_report,
-    ),
-    partitions_def=assets.symbols_partitions,
-    description="Everything for one symbol: raw file -> clean -> sequences -> model -> report.",
-)
-
-leaderboard_job = dg.define_asset_job(
-    "leaderboard_job", selection=dg.AssetSelection.assets(assets.leaderboard)
-)
+from lstm_assets import deploy
+from lstm_assets.defs import assets, automation, jobs
+from lstm_assets.defs.resources import default_paths, settings_from_env
 
 defs = dg.Definitions(
-    assets=[
-        assets.raw_features, assets.clean_frames, assets.sequence_tensors, assets.lstm_model,
-        assets.evaluation_report, assets.leaderboard,
-    ],
-    asset_checks=[assets.beats_majority_baseline],
-    jobs=[symbol_chain_job, leaderboard_job],
-    resources={"settings": LstmSettings(), "paths": default_paths()},
+    assets=[assets.symbol_data, assets.symbol_model, assets.leaderboard, assets.latest_signals],
+    jobs=[jobs.symbol_chain_job, jobs.leaderboard_job, jobs.signals_job],
+    schedules=[automation.nightly_retrain_schedule],
+    sensors=[automation.raw_files_sensor, automation.cross_symbol_sensor],
+    resources={"settings": settings_from_env(), "paths": default_paths()},
+    # LSTM_EXECUTOR=celery|k8s|multiprocess|in_process (docs/deploy.md); unset: in-process
+    executor=deploy.executor_from_env(default=dg.in_process_executor),
 )

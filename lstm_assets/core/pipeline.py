@@ -7,10 +7,12 @@ them directly (no Dagster needed, e.g. on a GPU box).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,19 @@ import pandas as pd
 from lstm_assets.core import report as report_mod
 from lstm_assets.core.clean import clean_frame
 from lstm_assets.core.evaluate import evaluate, load_truth
-from lstm_assets.core.ingest import list_raw_files, read_raw
-from lstm_assets.core.model import LoadedModel, library_versions, predict_proba, save_model
+from lstm_assets.core.ingest import find_raw_file, list_raw_files, read_raw
+from lstm_assets.core.model import (
+    LoadedModel,
+    library_versions,
+    predict_proba,
+    read_model_config,
+    save_model,
+)
 from lstm_assets.core.sequences import SequenceSet, build_sequences
-from lstm_assets.core.settings import CLASSES, MODEL_KEYS, Settings
-from lstm_assets.core.storage import InputError, Warehouse, normalize_symbol, write_parquet
+from lstm_assets.core.settings import CLASSES, CLEAN_KEYS, MODEL_KEYS, Settings
+from lstm_assets.core.storage import Warehouse, read_parquet, write_parquet
 from lstm_assets.core.train import LSTMClassifier, fit
+from lstm_assets.core.walkforward import walk_forward
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +56,22 @@ class Layout:
         return sorted(list_raw_files(self.raw_dir))
 
     def raw_file(self, symbol: str) -> Path:
-        sym = normalize_symbol(symbol)
-        files = list_raw_files(self.raw_dir)
-        if sym not in files:
-            raise InputError(self.raw_dir / f"{sym}.csv", f"no raw file for symbol {sym}",
-                             f"put {sym}.csv (or .csv.gz / .parquet) in {self.raw_dir}")
-        return files[sym]
+        """The symbol's one raw file, or a clear error (missing, or two files for one symbol)."""
+        return find_raw_file(self.raw_dir, symbol)
 
 
 def file_hash(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with path.open("rb") as fh:  # a local file or an s3:// object
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
 
 
 def run_raw(layout: Layout, symbol: str) -> dict[str, Any]:
-    path = layout.raw_file(symbol)
+    """Read and validate the symbol's raw file; metadata: rows, dates, columns and defects."""
+
+    path = find_raw_file(layout.raw_dir, symbol)
     df, info = read_raw(path)
     dates = df["date"].dropna()
     return {
@@ -72,31 +79,48 @@ def run_raw(layout: Layout, symbol: str) -> dict[str, Any]:
         "rows": info.rows, "columns": len(df.columns),
         "first_date": str(dates.min().date()) if len(dates) else None,
         "last_date": str(dates.max().date()) if len(dates) else None,
+        "columns_found": info.columns_found,
         "columns_renamed": info.renamed, "columns_dropped": info.columns_dropped,
-        "junk_cells": info.junk_cells,
+        "junk_cells": info.junk_cells, "junk_by_column": info.junk_by_column,
+        "inf_cells": info.inf_cells, "bad_lines": info.bad_lines,
         "missing_cells": int(df.drop(columns="date").isna().sum().sum()),
+        "bad_dates": int(df["date"].isna().sum()),
         "duplicate_dates": int(dates.duplicated().sum()),
         "unsorted": bool(not dates.is_monotonic_increasing), "notes": info.notes,
     }
 
 
 def run_clean(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
-    path = layout.raw_file(symbol)
+    """Raw file -> ``clean_frames/<SYMBOL>.parquet`` (written atomically, only on success).
+
+    Metadata shows the columns found in the file, the features derived from OHLCV and every
+    column dropped with its reason, beside the cleaning counts of :func:`clean_frame`.
+    """
+
+    path = find_raw_file(layout.raw_dir, symbol)
     raw, rinfo = read_raw(path)
     frame, info = clean_frame(raw, settings, str(path))
-    write_parquet(layout.warehouse.clean_frame(symbol), frame)
-    info["columns_renamed"] = rinfo.renamed
-    info["columns_dropped"] = {**rinfo.columns_dropped, **info["columns_dropped"]}
-    info["junk_cells"] = rinfo.junk_cells
-    info["path"] = str(layout.warehouse.clean_frame(symbol))
-    return info
+    out = layout.warehouse.clean_frame(symbol)
+    write_parquet(out, frame)
+    derived = info.pop("columns_derived")
+    return {
+        "file": str(path),
+        "columns_found": rinfo.columns_found,
+        "columns_renamed": rinfo.renamed,
+        "columns_derived": [c for c in derived if c in frame.columns],
+        "columns_dropped": {**rinfo.columns_dropped, **info.pop("columns_dropped")},
+        "junk_cells": rinfo.junk_cells, "inf_cells": rinfo.inf_cells,
+        "bad_lines": rinfo.bad_lines, "notes": rinfo.notes,
+        **info,
+        "path": str(out),
+    }
 
 
 def _read_clean(layout: Layout, symbol: str) -> pd.DataFrame:
     p = layout.warehouse.clean_frame(symbol)
     if not p.exists():
         raise FileNotFoundError(f"{p} is missing: materialize clean_frames[{symbol}] first")
-    return pd.read_parquet(p)
+    return read_parquet(p)
 
 
 def _read_sequences(layout: Layout, symbol: str) -> SequenceSet:
@@ -137,32 +161,197 @@ def model_config(seq: SequenceSet, frame_info: dict[str, Any], settings: Setting
     }
 
 
-def input_fingerprint(layout: Layout, symbol: str, settings: Settings) -> str:
-    """Hash of the training input and the settings that shape training."""
-    p = layout.warehouse.sequences(symbol)
-    return f"{file_hash(p)}-{settings.fingerprint(*MODEL_KEYS)}"
+# Settings whose change makes a previous model a bad starting point (labels, split, model,
+# training); max_epochs is not one of them (a warm start runs warm_epochs).
+WARM_KEYS = tuple(k for k in dict.fromkeys((*CLEAN_KEYS, *MODEL_KEYS)) if k != "max_epochs")
+
+
+def sequence_hash(seq: SequenceSet) -> str:
+    """Hash of a sequence set's content (the .npz file's bytes carry zip timestamps)."""
+    h = hashlib.sha256()
+    days = seq.dates.astype("datetime64[D]").astype(np.int64)
+    for arr in (seq.X, seq.y, days, np.asarray(seq.bounds.as_list(), dtype=np.int64),
+                seq.mean, seq.scale):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(json.dumps([seq.features, int(seq.lookback)]).encode())
+    return h.hexdigest()[:16]
+
+
+def input_fingerprint(layout: Layout, symbol: str, settings: Settings,
+                      seq: SequenceSet | None = None) -> str:
+    """Hash of the training input (sequence content) and the settings that shape training."""
+    seq = seq if seq is not None else _read_sequences(layout, symbol)
+    return f"{sequence_hash(seq)}-{settings.fingerprint(*MODEL_KEYS)}"
+
+
+@dataclass
+class TrainPlan:
+    """How a model is (re)trained: ``cold`` (full fit), ``warm`` (from the previous weights, a
+    few epochs) or ``skip`` (inputs and settings unchanged: no training at all); and why."""
+
+    init: str
+    reason: str
+    previous: dict[str, Any] | None = None
+    last_cold_at: str | None = None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        t = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def plan_training(layout: Layout, symbol: str, settings: Settings, seq: SequenceSet,
+                  fingerprint: str, now: datetime) -> TrainPlan:
+    """Decide cold / warm / skip from the symbol's previous model (if any)."""
+    path = layout.warehouse.model(symbol)
+    if not path.exists():
+        return TrainPlan("cold", "no previous model")
+    try:
+        prev = read_model_config(path)
+    except Exception as e:  # a damaged model file is replaced by a full fit
+        return TrainPlan("cold", f"previous model unreadable ({e})")
+    if prev.get("fingerprint") == fingerprint and not settings.retrain_unchanged:
+        return TrainPlan("skip", "training data and model settings unchanged since the "
+                         f"previous model (fingerprint {fingerprint})", prev)
+    if settings.warm_epochs <= 0 or settings.full_retrain_every_days <= 0:
+        return TrainPlan("cold", "warm starts disabled (warm_epochs or full_retrain_every_days"
+                         " is 0)", prev)
+    if prev.get("features") != seq.features:
+        old, new = set(prev.get("features") or []), set(seq.features)
+        diff = (f"+{sorted(new - old)} -{sorted(old - new)}" if old != new
+                else "same columns, new order")
+        return TrainPlan("cold", f"feature schema changed ({diff})", prev)
+    arch = {"type": "lstm", "hidden_size": settings.hidden_size,
+            "num_layers": settings.num_layers, "dropout": settings.dropout}
+    old_arch = {**(prev.get("architecture") or {}), "lookback": prev.get("lookback")}
+    new_arch = {**arch, "lookback": seq.lookback}
+    moved = [f"{k} {old_arch.get(k)} -> {v}" for k, v in new_arch.items() if old_arch.get(k) != v]
+    if moved:
+        return TrainPlan("cold", f"architecture changed: {', '.join(moved)}", prev)
+    old_settings = prev.get("settings") or {}
+    changed = [k for k in WARM_KEYS if old_settings.get(k) != getattr(settings, k)]
+    if changed:
+        return TrainPlan("cold", f"settings changed: {', '.join(changed)}", prev)
+    retrain = prev.get("retrain") or {}
+    last_cold = _parse_time(retrain.get("last_cold_at"))
+    if last_cold is None:
+        return TrainPlan("cold", "previous model has no record of its last full fit", prev)
+    age = (now - last_cold).total_seconds() / 86400
+    if age >= settings.full_retrain_every_days:
+        return TrainPlan("cold", f"last full fit {age:.1f} days ago (full retrain every "
+                         f"{settings.full_retrain_every_days} days)", prev)
+    return TrainPlan("warm", f"same features, architecture and settings; last full fit "
+                     f"{age:.1f} days ago (< {settings.full_retrain_every_days})", prev,
+                     last_cold_at=last_cold.isoformat())
+
+
+def split_metrics(net: Any, X: np.ndarray, seq: SequenceSet, lookback: int) -> dict[str, float]:
+    """Accuracy and log loss on the val and test windows of ``seq`` (for retrain comparisons;
+    never used to pick a model)."""
+    out: dict[str, float] = {}
+    for split in ("val", "test"):
+        rows = seq.end_rows(split)
+        if len(rows) == 0:
+            continue
+        p = predict_proba(net, X, rows, lookback).astype(np.float64)
+        y = seq.y[rows].astype(np.int64)
+        out[f"{split}_accuracy"] = float((p.argmax(1) == y).mean())
+        p = np.clip(p, 1e-7, 1)
+        out[f"{split}_log_loss"] = float(-np.log(p[np.arange(len(y)), y] / p.sum(1)).mean())
+    return out
+
+
+def _previous_on_new_splits(prev: LoadedModel | None, frame: pd.DataFrame,
+                            seq: SequenceSet) -> dict[str, float] | None:
+    """The previous model, with its own scaler, scored on the new val/test windows."""
+    if prev is None or any(f not in frame.columns for f in prev.config["features"]):
+        return None
+    if len(frame) != len(seq.X) or prev.lookback != seq.lookback:
+        return None
+    return split_metrics(prev.net, prev.scale(frame), seq, prev.lookback)
 
 
 def run_train(layout: Layout, symbol: str, settings: Settings,
               on_epoch: Callable[[dict[str, float]], None] | None = None,
               init_state: dict[str, Any] | None = None,
-              max_epochs: int | None = None) -> dict[str, Any]:
+              max_epochs: int | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Train (cold), fine-tune (warm) or skip the symbol's model; see :func:`plan_training`.
+
+    The metadata says ``init`` (cold / warm / skipped) and ``init_reason``. When a previous
+    model existed, both it and the new one are scored on the same (new) val/test windows and
+    the figures are stored in the model config under ``retrain.comparison``.
+    """
     seq = _read_sequences(layout, symbol)
     frame = _read_clean(layout, symbol)
-    fp = input_fingerprint(layout, symbol, settings)
+    fp = input_fingerprint(layout, symbol, settings, seq)
+    now = now or datetime.now(UTC)
+    out = layout.warehouse.model(symbol)
+    if init_state is not None:
+        plan = TrainPlan("warm", "initial weights given by the caller", last_cold_at=None)
+    else:
+        plan = plan_training(layout, symbol, settings, seq, fp, now)
+    if plan.init == "skip":
+        prev = plan.previous or {}
+        meta = {k: v for k, v in (prev.get("training") or {}).items() if k != "history"}
+        meta.update({"init": "skipped", "init_reason": plan.reason, "skipped": True,
+                     "trained_at": (prev.get("retrain") or {}).get("trained_at"),
+                     "epochs_run": 0, "path": str(out)})
+        log.info("[%s] training skipped: %s", symbol, plan.reason)
+        return meta
+    prev_model: LoadedModel | None = None
+    if plan.previous is not None:
+        try:
+            prev_model = LoadedModel.load(out)
+        except Exception as e:  # unreadable weights: train from scratch, say so
+            log.warning("[%s] previous model unreadable, full fit: %s", symbol, e)
+            plan = TrainPlan("cold", f"previous model weights unreadable ({e})", plan.previous)
+    if plan.init == "warm" and init_state is None:
+        assert prev_model is not None
+        init_state = {k: v.detach().clone() for k, v in prev_model.net.state_dict().items()}
+        if max_epochs is None:
+            max_epochs = min(settings.warm_epochs, settings.max_epochs)
+    log.info("[%s] %s fit: %s", symbol, plan.init, plan.reason)
     ck = layout.warehouse.checkpoint(symbol)
-    res = fit(seq, settings, checkpoint=ck, fingerprint=fp, on_epoch=on_epoch,
+    res = fit(seq, settings, checkpoint=ck, fingerprint=f"{fp}:{plan.init}", on_epoch=on_epoch,
               init_state=init_state, max_epochs=max_epochs)
     label_rule = {"flat_rule": settings.flat_rule, "vol_halflife": settings.vol_halflife,
                   "band_k": _band_k(frame), "horizon": settings.horizon}
     summary = res.summary()
     summary["history"] = res.history
     cfg = model_config(seq, label_rule, settings, summary, fp)
-    out = layout.warehouse.model(symbol)
+    net = LSTMClassifier(seq.X.shape[1], settings.hidden_size, settings.num_layers,
+                         settings.dropout)
+    net.load_state_dict(res.state)
+    new_scores = split_metrics(net, seq.X, seq, seq.lookback)
+    prev_cfg = plan.previous or {}
+    prev_scores = _previous_on_new_splits(prev_model, frame, seq)
+    cfg["retrain"] = {
+        "init": plan.init, "reason": plan.reason, "trained_at": now.isoformat(),
+        "last_cold_at": now.isoformat() if plan.init == "cold" else plan.last_cold_at,
+        "previous": None if not prev_cfg else {
+            "init": (prev_cfg.get("retrain") or {}).get("init", "cold"),
+            "trained_at": (prev_cfg.get("retrain") or {}).get("trained_at"),
+            "epochs_run": (prev_cfg.get("training") or {}).get("epochs_run"),
+            "training_seconds": (prev_cfg.get("training") or {}).get("seconds"),
+        },
+        "comparison": None if prev_scores is None else {
+            "windows": "the new model's val and test splits",
+            "previous": prev_scores, "new": new_scores,
+        },
+        "new_scores": new_scores,
+    }
     save_model(out, res.state, cfg)
     ck.unlink(missing_ok=True)  # the model is complete: the checkpoint is no longer needed
     meta = res.summary()
-    meta["path"] = str(out)
+    meta.update({"init": plan.init, "init_reason": plan.reason, "skipped": False,
+                 "trained_at": now.isoformat(), "path": str(out)})
+    for k, v in new_scores.items():
+        meta[f"new_{k}"] = v
+    for k, v in (prev_scores or {}).items():
+        meta[f"previous_{k}"] = v
     meta["history"] = res.history
     return meta
 
@@ -181,9 +370,13 @@ def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, A
     proba = model.predict_proba(seq.X, te)
     rep = evaluate(seq, frame, proba, settings, load_truth(layout.truth_dir, symbol))
     rep["symbol"] = symbol
+    if settings.walk_forward_folds > 0:
+        rep["walk_forward"] = walk_forward(frame, settings, settings.walk_forward_folds)
     rep["training"] = {k: model.config["training"].get(k) for k in
                        ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
                         "seconds", "device", "init")}
+    # cold vs warm: the previous model and this one on the same val/test windows (see run_train)
+    rep["retrain"] = model.config.get("retrain")
     history = model.config["training"].get("history", [])
     wh = layout.warehouse
     preds = pd.DataFrame({"date": seq.dates[te], "label": seq.y[te].astype(int),
@@ -216,6 +409,94 @@ def reload_and_predict(layout: Layout, symbol: str) -> np.ndarray:
     seq = _read_sequences(layout, symbol)
     model = LoadedModel.load(layout.warehouse.model(symbol))
     return model.predict_proba(seq.X, seq.end_rows("test"))
+
+
+# ---- data-quality checks (the Dagster layer reports them as asset checks) -------------------
+
+
+def check_raw_freshness(raw_meta: dict[str, Any], settings: Settings,
+                        now: datetime | None = None) -> dict[str, Any]:
+    """Is the raw file's last date recent (within ``raw_max_age_days``)? Uses run_raw's meta."""
+    now = now or datetime.now(UTC)
+    last = raw_meta.get("last_date")
+    age = (now.date() - datetime.fromisoformat(last).date()).days if last else None
+    try:
+        mtime = Path(raw_meta["file"]).stat().st_mtime
+        file_age = round((now.timestamp() - mtime) / 86400, 2)
+    except (KeyError, OSError):
+        file_age = None
+    passed = age is not None and age <= settings.raw_max_age_days
+    return {
+        "passed": passed,
+        "description": (f"data ends {last} ({age} days ago; limit {settings.raw_max_age_days})"
+                        if age is not None else "no valid date in the file"),
+        "metadata": {"last_date": last, "data_age_days": age, "file_age_days": file_age,
+                     "max_age_days": settings.raw_max_age_days},
+    }
+
+
+def check_clean_frame(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
+    """No NaN/inf in features, unique sorted dates, valid labels, enough rows for the splits."""
+    from lstm_assets.core.clean import feature_columns
+    from lstm_assets.core.splits import min_rows
+
+    frame = _read_clean(layout, symbol)
+    feats = feature_columns(frame)
+    values = frame[feats].to_numpy(dtype=np.float64)
+    dates = pd.to_datetime(frame["date"])
+    labels = frame["label"].to_numpy()
+    problems = {
+        "nan_cells": int(np.isnan(values).sum()),
+        "inf_cells": int(np.isinf(values).sum()),
+        "bad_dates": int(dates.isna().sum()),
+        "duplicate_dates": int(dates.duplicated().sum()),
+        "unsorted_dates": int((dates.diff().dt.total_seconds() <= 0).sum()),
+        "bad_labels": int((~np.isin(labels, [-1, 0, 1, 2])).sum()),
+    }
+    need = min_rows(settings)
+    failed = [k for k, v in problems.items() if v]
+    if len(frame) < need:
+        failed.append(f"rows {len(frame)} < {need}")
+    return {
+        "passed": not failed,
+        "description": "ok" if not failed else f"{symbol}: " + ", ".join(failed),
+        "metadata": {**problems, "rows": len(frame), "min_rows": need, "features": len(feats),
+                     "unlabelled_rows": int((labels < 0).sum())},
+    }
+
+
+def check_sequences(layout: Layout, symbol: str) -> dict[str, Any]:
+    """Shapes agree, no NaN/inf, every split has samples; class balance per split recorded."""
+    seq = _read_sequences(layout, symbol)
+    n, f = seq.X.shape if seq.X.ndim == 2 else (len(seq.X), -1)
+    problems: list[str] = []
+    if seq.X.ndim != 2 or seq.X.dtype != np.float32:
+        problems.append(f"X is {seq.X.dtype} with {seq.X.ndim} dims (want 2-D float32)")
+    if not (len(seq.y) == len(seq.dates) == n):
+        problems.append(f"rows differ: X {n}, y {len(seq.y)}, dates {len(seq.dates)}")
+    if not (f == len(seq.features) == len(seq.mean) == len(seq.scale)):
+        problems.append(f"features differ: X {f}, names {len(seq.features)}, "
+                        f"scaler {len(seq.mean)}/{len(seq.scale)}")
+    bad = int((~np.isfinite(seq.X)).sum()) if seq.X.dtype.kind == "f" else 0
+    if bad:
+        problems.append(f"{bad} NaN/inf values")
+    if seq.bounds.train_start < seq.lookback - 1 or seq.bounds.test_end > n:
+        problems.append("split bounds outside the matrix")
+    balance: dict[str, dict[str, int]] = {}
+    for split in ("train", "val", "test"):
+        rows = seq.end_rows(split)
+        counts = np.bincount(seq.y[rows].astype(np.int64), minlength=len(CLASSES))
+        balance[split] = {c: int(counts[i]) for i, c in enumerate(CLASSES)}
+        if len(rows) == 0:
+            problems.append(f"{split} split is empty")
+    if sum(v > 0 for v in balance["train"].values()) < 2:
+        problems.append("fewer than two classes in the train split")
+    return {
+        "passed": not problems,
+        "description": "ok" if not problems else f"{symbol}: " + "; ".join(problems),
+        "metadata": {"rows": int(n), "features": int(f), "nonfinite": bad,
+                     "class_balance": balance},
+    }
 
 
 __all__ = ["Layout", "LSTMClassifier", "predict_proba", "run_symbol"]

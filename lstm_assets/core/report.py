@@ -141,6 +141,18 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
         lines.append(f"Training: {t.get('epochs_run')} epochs (best {t.get('best_epoch')}, "
                      f"{t.get('init', 'cold')} start) on {t.get('device')}, "
                      f"{(t.get('seconds') or 0):.1f} s.")
+    r = rep.get("retrain") or {}
+    if r:
+        lines.append(f"Retrain: {r.get('init', 'cold')} start ({r.get('reason', '')}).")
+        comp = r.get("comparison") or {}
+        if comp:
+            p, n, prev = comp["previous"], comp["new"], r.get("previous") or {}
+            lines.append(
+                f"On this test split the previous model ({prev.get('init', 'cold')}, trained "
+                f"{(prev.get('trained_at') or '?')[:10]}) scored {_pct(p.get('test_accuracy'))} "
+                f"accuracy, log loss {p.get('test_log_loss', float('nan')):.3f}; this "
+                f"{r.get('init', 'cold')} retrain {_pct(n.get('test_accuracy'))}, "
+                f"{n.get('test_log_loss', float('nan')):.3f}.")
     if png is not None:
         lines += ["", f"![plots](data:image/png;base64,{base64.b64encode(png).decode()})"]
     elif png_name:

@@ -59,6 +59,28 @@ class SequenceSet:
                    lookback=int(z["lookback"]))
 
 
+SCALER_BLOCK = 16
+"""Columns fitted and scaled at a time. scikit-learn upcasts the rows it fits to float64 (and
+makes a NaN mask); a block of columns keeps those temporaries small. Each column's statistics
+do not depend on the other columns, so the result is the same as one fit over all columns."""
+
+
+def _scale_in_place(X: np.ndarray, train_end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standard-scale ``X`` (float32) in place with scalers fit on rows ``< train_end``; clip to
+    +-``CLIP``. Returns the scaler's mean, scale and variance per column (float64)."""
+    mean, scale, var = [], [], []
+    for j in range(0, X.shape[1], SCALER_BLOCK):
+        cols = slice(j, j + SCALER_BLOCK)
+        scaler = StandardScaler().fit(X[:train_end, cols])
+        X[:, cols] = scaler.transform(X[:, cols])
+        mean.append(scaler.mean_)
+        scale.append(scaler.scale_)
+        var.append(scaler.var_)
+    np.clip(X, -CLIP, CLIP, out=X)
+    return (np.concatenate(mean).astype(np.float64), np.concatenate(scale).astype(np.float64),
+            np.concatenate(var))
+
+
 def build_sequences(frame: pd.DataFrame, settings: Settings,
                     path: str = "") -> tuple[SequenceSet, dict[str, Any]]:
     bounds = split_bounds(len(frame), settings)
@@ -67,14 +89,13 @@ def build_sequences(frame: pd.DataFrame, settings: Settings,
                          f"{settings.horizon} + three splits ({len(frame)} rows)",
                          "supply a longer history (or lower lookback)")
     feats = feature_columns(frame)
-    raw = frame[feats].to_numpy(dtype=np.float32)
-    scaler = StandardScaler().fit(raw[: bounds.train_end])
-    X = np.clip(scaler.transform(raw), -CLIP, CLIP).astype(np.float32)
+    X = frame[feats].to_numpy(dtype=np.float32, copy=True)  # our own copy: scaled in place
+    mean, scale, var = _scale_in_place(X, bounds.train_end)
     y = frame["label"].to_numpy(dtype=np.int8)
     seq = SequenceSet(X=X, y=y, dates=frame["date"].to_numpy().astype("datetime64[D]"),
-                      bounds=bounds, features=feats, mean=scaler.mean_.astype(np.float64),
-                      scale=scaler.scale_.astype(np.float64), lookback=settings.lookback)
-    constant = [f for f, v in zip(feats, scaler.var_, strict=True) if v == 0]
+                      bounds=bounds, features=feats, mean=mean, scale=scale,
+                      lookback=settings.lookback)
+    constant = [f for f, v in zip(feats, var, strict=True) if v == 0]
     shares = {s: np.bincount(y[seq.end_rows(s)], minlength=3) / max(len(seq.end_rows(s)), 1)
               for s in ("train", "val", "test")}
     info = {

@@ -62,6 +62,8 @@ class Settings:
     min_delta: float = 1e-4
     grad_clip: float = 1.0
     class_weighted: bool = True
+    input_noise: float = 0.0
+    """Std of Gaussian noise added to the scaled inputs of each training batch (0 = off)."""
     seed: int = 42
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
@@ -72,6 +74,23 @@ class Settings:
     cost_bps: float = 5.0
     """Transaction cost per unit of turnover, in basis points, for the trading view."""
     bootstrap_samples: int = 1000
+    walk_forward_folds: int = 0
+    """When > 0, the report adds an expanding-window walk-forward evaluation over this many
+    folds (one extra model per fold), beside the single 60/20/20 split."""
+
+    # ---- retraining / signals -------------------------------------------------------------
+    warm_epochs: int = 5
+    """Epochs of a warm-start retrain (initialised from the symbol's previous model, used when
+    its feature list, architecture and settings are unchanged); 0 = never warm-start."""
+    full_retrain_every_days: int = 7
+    """A full (cold) fit at least this often: a warm start is used only while the last cold fit
+    behind the previous model is younger than this many days; 0 = always a full fit."""
+    retrain_unchanged: bool = False
+    """Train even when the model's inputs and settings are unchanged (default: skip, no cost)."""
+    signal_min_confidence: float = 0.45
+    """``latest_signals`` abstains when the top class probability is below this."""
+    raw_max_age_days: int = 5
+    """Freshness check: a raw file whose last date is older than this many days warns."""
 
     def effective_gap(self) -> int:
         return max(self.embargo, self.horizon)
@@ -99,5 +118,5 @@ SEQUENCE_KEYS = CLEAN_KEYS
 MODEL_KEYS = (
     "lookback", "hidden_size", "num_layers", "dropout", "max_epochs", "batch_size",
     "learning_rate", "weight_decay", "lr_factor", "lr_patience", "early_stop_patience",
-    "min_delta", "grad_clip", "class_weighted", "seed",
+    "min_delta", "grad_clip", "class_weighted", "input_noise", "seed",
 )

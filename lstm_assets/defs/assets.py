@@ -1,146 +1,203 @@
-"""The asset chain. Each body calls one core stage and attaches its metadata."""
+"""The asset graph. Per-symbol assets are computed by two multi-asset steps:
+
+- ``symbol_data``: raw_features -> clean_frames -> sequence_tensors (CPU, light), with the raw
+  freshness check and the blocking data-quality checks;
+- ``symbol_model``: lstm_model -> evaluation_report (pool ``gpu``), with the baseline check;
+
+then ``leaderboard`` and ``latest_signals`` over all symbols. Both steps accept a range of
+partitions (a backfill of 164 symbols is one data run and one model run, not 164 of each) and
+fail per symbol (see ``defs/ranges.py``). The two steps have different backfill policies on
+purpose: a symbol whose data failed then never shares a run with the models of the good ones.
+Each stage is one core call; the metadata is built here.
+"""
 
 
 import base64
-import contextlib
-from collections.abc import Iterator
+import os
 from typing import Any
 
 import dagster as dg
 
+from lstm_assets import deploy
 from lstm_assets.core import pipeline
 from lstm_assets.core.report import leaderboard_markdown, markdown
-from lstm_assets.core.storage import InputError
+from lstm_assets.core.signals import latest_signals as compute_signals
+from lstm_assets.core.signals import signals_markdown
+from lstm_assets.core.storage import read_json
+from lstm_assets.defs.ranges import Check, Stage, run_stages, to_metadata
 from lstm_assets.defs.resources import LstmSettings, PathsResource
 
 symbols_partitions = dg.DynamicPartitionsDefinition(name="symbols")
 
+# Upstream one run for the whole range, downstream runs of up to N symbols: different policies,
+# so the backfill daemon never puts a failed symbol's data and the good symbols' models in one run.
+DATA_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
+MODEL_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(
+    max_partitions_per_run=int(os.environ.get("LSTM_MODEL_RUN_PARTITIONS", "500")))
 
-@contextlib.contextmanager
-def symbol_errors(symbol: str) -> Iterator[None]:
-    """Bad input fails this symbol's partition with file, problem and fix; no retry."""
-    try:
-        yield
-    except InputError as e:
-        raise dg.Failure(
-            description=f"[{symbol}] {e}",
-            metadata={"file": str(e.path), "problem": e.problem, "fix": e.fix},
-            allow_retries=False,
-        ) from e
-
-
-def to_metadata(d: dict[str, Any]) -> dict[str, Any]:
-    """Plain values stay plain (Dagster types them); nested ones become JSON; paths are paths."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if k.startswith("_") or k == "history":
-            continue
-        if k == "path" or k == "file":
-            out[k] = dg.MetadataValue.path(str(v))
-        elif isinstance(v, dict | list):
-            out[k] = dg.MetadataValue.json(v)
-        elif v is None:
-            out[k] = dg.MetadataValue.null()
-        else:
-            out[k] = v
-    return out
+# After symbols change (a backfill, the nightly retrain, a new file), once nothing upstream is
+# still running: the cross-symbol assets follow by themselves (automation sensor in defs/jobs).
+AFTER_SYMBOL_UPDATES = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after symbol updates")
 
 
-@dg.asset(partitions_def=symbols_partitions, group_name="data", kinds={"pandas"})
-def raw_features(context: dg.AssetExecutionContext, paths: PathsResource) -> dg.MaterializeResult:
-    """The symbol's raw file, read and validated: rows, dates, columns and defects found."""
-    sym = context.partition_key
-    with symbol_errors(sym):
-        meta = pipeline.run_raw(paths.layout(), sym)
-    return dg.MaterializeResult(metadata=to_metadata(meta),
-                                data_version=dg.DataVersion(meta["content_hash"]))
+def _spec(key: str, deps: list[str], group: str, kinds: set[str], desc: str) -> dg.AssetSpec:
+    return dg.AssetSpec(key, deps=deps, group_name=group, kinds=kinds, description=desc,
+                        partitions_def=symbols_partitions, skippable=True)
 
 
-@dg.asset(partitions_def=symbols_partitions, group_name="data", deps=[raw_features],
-          kinds={"parquet"})
-def clean_frames(context: dg.AssetExecutionContext, paths: PathsResource,
-                 settings: LstmSettings) -> dg.MaterializeResult:
-    """One row per trading day, numeric, no NaN/inf, technical features, UP/DOWN/FLAT label."""
-    sym = context.partition_key
-    with symbol_errors(sym):
-        meta = pipeline.run_clean(paths.layout(), sym, settings.to_core())
-    return dg.MaterializeResult(metadata=to_metadata(meta))
+# ---- checks (core functions; severity and blocking said here) ------------------------------
 
-
-@dg.asset(partitions_def=symbols_partitions, group_name="data", deps=[clean_frames],
-          kinds={"numpy"})
-def sequence_tensors(context: dg.AssetExecutionContext, paths: PathsResource,
-                     settings: LstmSettings) -> dg.MaterializeResult:
-    """Scaled 2-D float32 matrix + labels + chronological split bounds (train-only scaler)."""
-    sym = context.partition_key
-    with symbol_errors(sym):
-        meta = pipeline.run_sequences(paths.layout(), sym, settings.to_core())
-    return dg.MaterializeResult(metadata=to_metadata(meta))
-
-
-@dg.asset(partitions_def=symbols_partitions, group_name="model", deps=[sequence_tensors],
-          pool="gpu", kinds={"pytorch"})
-def lstm_model(context: dg.AssetExecutionContext, paths: PathsResource,
-               settings: LstmSettings) -> dg.MaterializeResult:
-    """The symbol's trained LSTM (safetensors weights + JSON config; no pickle)."""
-    sym = context.partition_key
-
-    def progress(row: dict[str, float]) -> None:
-        context.log.info(
-            f"[{sym}] epoch {int(row['epoch'])}: train_loss {row['train_loss']:.4f} "
-            f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} "
-            f"lr {row['lr']:.2g} ({row['seconds']:.1f}s)")
-
-    with symbol_errors(sym):
-        meta = pipeline.run_train(paths.layout(), sym, settings.to_core(), on_epoch=progress)
-    return dg.MaterializeResult(metadata=to_metadata(meta))
-
-
-@dg.asset(partitions_def=symbols_partitions, group_name="evaluation", deps=[lstm_model],
-          kinds={"markdown"})
-def evaluation_report(context: dg.AssetExecutionContext, paths: PathsResource,
-                      settings: LstmSettings) -> dg.MaterializeResult:
-    """Test-split metrics of the model beside baselines (and the oracle on demo data)."""
-    sym = context.partition_key
-    with symbol_errors(sym):
-        rep = pipeline.run_evaluate(paths.layout(), sym, settings.to_core())
-    png = rep.pop("_png")
-    m = rep["model"]
-    meta = {
-        "report": dg.MetadataValue.md(markdown(rep, png=png)),
-        "accuracy": m["accuracy"],
-        "balanced_accuracy": m["balanced_accuracy"],
-        "macro_f1": m["macro_f1"],
-        "log_loss": m["log_loss"],
-        "majority_accuracy": rep["baselines"]["majority"]["accuracy"],
-        "best_baseline": rep["best_baseline"],
-        "edge_vs_best_baseline": rep["edge_over_best_baseline"]["accuracy_diff"],
-        "significant_edge": rep["significant_edge"],
-        "oracle_accuracy": (rep["oracle"] or {}).get("expected_accuracy"),
-        "path": paths.layout().warehouse.report(sym, ".json"),
-        "plots_png_bytes": len(base64.b64encode(png)),
+def _checks_data(paths: PathsResource, settings: LstmSettings) -> dict[str, Check]:
+    s = settings.to_core()
+    return {
+        "raw_file_fresh": Check(
+            "raw_file_fresh", "raw_features",
+            lambda sym, meta: pipeline.check_raw_freshness(meta, s),
+            f"Warns when the raw file's last date is older than raw_max_age_days "
+            f"({s.raw_max_age_days}).", severity=dg.AssetCheckSeverity.WARN),
+        "clean_frame_quality": Check(
+            "clean_frame_quality", "clean_frames",
+            lambda sym, meta: pipeline.check_clean_frame(paths.layout(), sym, s),
+            "Blocking: no NaN/inf features, unique sorted dates, valid labels, enough rows for "
+            "lookback + three splits.", blocking=True),
+        "sequence_tensors_quality": Check(
+            "sequence_tensors_quality", "sequence_tensors",
+            lambda sym, meta: pipeline.check_sequences(paths.layout(), sym),
+            "Blocking: 2-D float32 matrix, shapes agree, no NaN/inf, every split has samples; "
+            "class balance per split recorded.", blocking=True),
     }
-    return dg.MaterializeResult(metadata=to_metadata(meta))
 
 
-@dg.asset_check(asset=evaluation_report, partitions_def=symbols_partitions,
-                description="Warns when the model does not beat the majority-class baseline.")
-def beats_majority_baseline(context: dg.AssetCheckExecutionContext,
-                            paths: PathsResource) -> dg.AssetCheckResult:
-    from lstm_assets.core.storage import read_json
+def _beats_majority(paths: PathsResource) -> Check:
+    def evaluate(sym: str, meta: dict[str, Any]) -> dict[str, Any]:
+        rep = read_json(paths.layout().warehouse.report(sym, ".json"))
+        acc, maj = rep["model"]["accuracy"], rep["baselines"]["majority"]["accuracy"]
+        return {"passed": acc > maj, "metadata": {"model_accuracy": acc, "majority_accuracy": maj},
+                "description": None if acc > maj else f"{sym}: model {acc:.3f} <= majority "
+                f"{maj:.3f}"}
 
-    sym = context.partition_key
-    rep = read_json(paths.layout().warehouse.report(sym, ".json"))
-    acc, maj = rep["model"]["accuracy"], rep["baselines"]["majority"]["accuracy"]
-    return dg.AssetCheckResult(
-        passed=acc > maj,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"model_accuracy": acc, "majority_accuracy": maj},
-        description=None if acc > maj else f"{sym}: model {acc:.3f} <= majority {maj:.3f}",
-    )
+    return Check("beats_majority_baseline", "evaluation_report", evaluate,
+                 "Warns when the model does not beat the majority-class baseline.",
+                 severity=dg.AssetCheckSeverity.WARN)
 
 
-@dg.asset(group_name="evaluation", deps=[evaluation_report], kinds={"markdown"})
+# Specs only need names; the evaluate functions are bound to the resources at run time.
+_DATA_CHECKS = _checks_data(PathsResource(), LstmSettings())
+_MODEL_CHECK = _beats_majority(PathsResource())
+
+
+@dg.multi_asset(
+    name="symbol_data",
+    specs=[
+        _spec("raw_features", [], "data", {"pandas"},
+              "The symbol's raw file, read and validated: rows, dates, columns and defects."),
+        _spec("clean_frames", ["raw_features"], "data", {"parquet"},
+              "One row per trading day, numeric, no NaN/inf, technical features, UP/DOWN/FLAT "
+              "label."),
+        _spec("sequence_tensors", ["clean_frames"], "data", {"numpy"},
+              "Scaled 2-D float32 matrix + labels + chronological split bounds (train-only "
+              "scaler)."),
+    ],
+    check_specs=[c.spec(symbols_partitions) for c in _DATA_CHECKS.values()],
+    partitions_def=symbols_partitions,
+    backfill_policy=DATA_BACKFILL_POLICY,
+    can_subset=True,
+)
+def symbol_data(context: dg.AssetExecutionContext, paths: PathsResource,
+                settings: LstmSettings) -> Any:
+    """Raw file -> clean frame -> sequences, for each symbol of the run's partition range."""
+    layout, s = paths.layout(), settings.to_core()
+    checks = _checks_data(paths, settings)
+    yield from run_stages(context, [
+        Stage("raw_features", lambda sym: pipeline.run_raw(layout, sym),
+              data_version=lambda m: m.get("content_hash"), checks=(checks["raw_file_fresh"],)),
+        Stage("clean_frames", lambda sym: pipeline.run_clean(layout, sym, s),
+              checks=(checks["clean_frame_quality"],)),
+        Stage("sequence_tensors", lambda sym: pipeline.run_sequences(layout, sym, s),
+              checks=(checks["sequence_tensors_quality"],)),
+    ])
+
+
+def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
+                 settings: LstmSettings) -> Stage:
+    layout, s = paths.layout(), settings.to_core()
+
+    def train(sym: str) -> dict[str, Any]:
+        def progress(row: dict[str, float]) -> None:
+            context.log.info(
+                f"[{sym}] epoch {int(row['epoch'])}: train_loss {row['train_loss']:.4f} "
+                f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} "
+                f"lr {row['lr']:.2g} ({row['seconds']:.1f}s)")
+
+        meta = pipeline.run_train(layout, sym, s, on_epoch=progress)
+        context.log.info(f"[{sym}] model {meta['init']}: {meta['init_reason']}")
+        return meta
+
+    return Stage("lstm_model", train)
+
+
+def _report_metadata(paths: PathsResource) -> Any:
+    def build(sym: str, rep: dict[str, Any]) -> dict[str, Any]:
+        png = rep.pop("_png")
+        m = rep["model"]
+        return to_metadata({
+            "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
+            "macro_f1": m["macro_f1"], "log_loss": m["log_loss"],
+            "majority_accuracy": rep["baselines"]["majority"]["accuracy"],
+            "best_baseline": rep["best_baseline"],
+            "edge_vs_best_baseline": rep["edge_over_best_baseline"]["accuracy_diff"],
+            "significant_edge": rep["significant_edge"],
+            "oracle_accuracy": (rep["oracle"] or {}).get("expected_accuracy"),
+            "model_init": (rep.get("retrain") or {}).get("init"),
+            "path": paths.layout().warehouse.report(sym, ".json"),
+            "plots_png_bytes": len(base64.b64encode(png)),
+        }) | {"report": dg.MetadataValue.md(markdown(rep, png=png))}
+
+    return build
+
+
+@dg.multi_asset(
+    name="symbol_model",
+    specs=[
+        _spec("lstm_model", ["sequence_tensors"], "model", {"pytorch"},
+              "The symbol's LSTM (safetensors weights + JSON config; no pickle): a full fit, a "
+              "warm start from the previous model, or skipped when nothing changed."),
+        _spec("evaluation_report", ["lstm_model"], "evaluation", {"markdown"},
+              "Test-split metrics of the model beside baselines (and the oracle on demo "
+              "data)."),
+    ],
+    check_specs=[_MODEL_CHECK.spec(symbols_partitions)],
+    partitions_def=symbols_partitions,
+    backfill_policy=MODEL_BACKFILL_POLICY,
+    pool="gpu",
+    # Celery queue "gpu" / a k8s GPU pod for the training step (each executor reads its own tag)
+    op_tags=deploy.training_op_tags(),
+    can_subset=True,
+)
+def symbol_model(context: dg.AssetExecutionContext, paths: PathsResource,
+                 settings: LstmSettings) -> Any:
+    """Train (or warm-start, or skip) and evaluate each symbol of the run's partition range."""
+    layout, s = paths.layout(), settings.to_core()
+    yield from run_stages(context, [
+        _model_stage(context, paths, settings),
+        Stage("evaluation_report", lambda sym: pipeline.run_evaluate(layout, sym, s),
+              metadata=_report_metadata(paths), checks=(_beats_majority(paths),)),
+    ])
+
+
+# Names of the per-symbol assets, for selections (each multi-asset computes several).
+raw_features = clean_frames = sequence_tensors = symbol_data
+lstm_model = evaluation_report = symbol_model
+SYMBOL_ASSETS = ["raw_features", "clean_frames", "sequence_tensors", "lstm_model",
+                 "evaluation_report"]
+
+
+@dg.asset(group_name="evaluation", deps=["evaluation_report"], kinds={"markdown"},
+          automation_condition=AFTER_SYMBOL_UPDATES)
 def leaderboard(paths: PathsResource) -> dg.MaterializeResult:
     """All symbols' test results side by side, means with 95% intervals across symbols."""
     summary = pipeline.run_leaderboard(paths.layout())
@@ -152,4 +209,29 @@ def leaderboard(paths: PathsResource) -> dg.MaterializeResult:
         "mean_model_accuracy": (mean.get("model_accuracy") or {}).get("mean"),
         "mean_majority_accuracy": (mean.get("majority_accuracy") or {}).get("mean"),
         "path": dg.MetadataValue.path(str(paths.layout().warehouse.leaderboard(".md"))),
+    })
+
+
+@dg.asset(group_name="signals", deps=["lstm_model", "clean_frames"], kinds={"parquet"},
+          automation_condition=AFTER_SYMBOL_UPDATES)
+def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
+                   settings: LstmSettings) -> dg.MaterializeResult:
+    """Next-day class and probabilities per symbol from its model and latest window;
+    ABSTAIN below signal_min_confidence. Also written to latest_signals.parquet."""
+    s = settings.to_core()
+    wh = paths.layout().warehouse
+    table = compute_signals(wh, s)
+    for sym, msg in table.errors.items():
+        context.log.warning(f"[{sym}] no signal: {msg}")
+    if table.errors and table.frame.empty:
+        raise dg.Failure(description=f"no symbol could be scored: {table.errors}",
+                         metadata={"errors": dg.MetadataValue.json(table.errors)})
+    return dg.MaterializeResult(metadata={
+        "signals": dg.MetadataValue.md(signals_markdown(table, s.signal_min_confidence)),
+        "dagster/row_count": len(table.frame),
+        "counts": dg.MetadataValue.json(table.counts()),
+        "errors": dg.MetadataValue.json(table.errors),
+        "min_confidence": s.signal_min_confidence,
+        "as_of": dg.MetadataValue.json(sorted(set(table.frame["as_of"].astype(str)))),
+        "path": dg.MetadataValue.path(str(wh.signals())),
     })

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -55,3 +56,17 @@ def default_paths() -> PathsResource:
         warehouse_dir=os.environ.get("LSTM_WAREHOUSE_DIR", "data/warehouse"),
         truth_dir=os.environ.get("LSTM_TRUTH_DIR", "data/demo_truth"),
     )
+
+
+def settings_from_env() -> LstmSettings:
+    """The default settings, with overrides from ``LSTM_SETTINGS`` (JSON), e.g.
+    ``LSTM_SETTINGS='{"max_epochs": 5, "device": "cpu"}'`` for every run of a ``dagster dev``.
+    Launchpad config (``resources.settings.config``) still overrides per run."""
+    raw = os.environ.get("LSTM_SETTINGS", "").strip()
+    overrides = json.loads(raw) if raw else {}
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"LSTM_SETTINGS names unknown settings {unknown}; known: "
+                         f"{', '.join(sorted(known))}")
+    return LstmSettings(**overrides)

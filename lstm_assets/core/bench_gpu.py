@@ -1,0 +1,254 @@
+"""The GPU part of the benchmark, runnable on a bare GPU box (core libraries only, no dagster).
+
+``python -m lstm_assets.core.bench_gpu --out DIR`` (what ``scripts/gpu_bench.sh`` runs) writes
+demo data for N symbols x Y years, runs the data stages over all cores, then measures on the GPU:
+
+- the device's bf16 and fp32 matmul rate (the yardsticks);
+- ``core.train.fit`` on one symbol with bf16 autocast, at the default batch and a large batch;
+- the reference loop (``core.bench_reference``, DataLoader over copies, ``.item()`` per batch)
+  on the same GPU, for the ratio;
+- all N symbols trained at once with stacked weights (``core.bench_multi.fit_many``): the wall
+  time to train every symbol with the project's settings (early stopping included), and its
+  throughput against the CPU throughput of the project's loop on the same box;
+- one symbol trained alone with the same settings, for the quality and the sequential estimate.
+
+``--dry-run`` does all of it tiny, on CPU, so the script can be checked where there is no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lstm_assets.core.bench import (
+    DEFAULT_THREADS,
+    BenchSize,
+    _clean,
+    lstm_flops_per_sequence,
+    machine_info,
+    make_demo,
+    matmul_gflops,
+    run_stages_parallel,
+)
+from lstm_assets.core.bench_multi import fit_many
+from lstm_assets.core.bench_reference import reference_fit
+from lstm_assets.core.pipeline import Layout
+from lstm_assets.core.sequences import SequenceSet
+from lstm_assets.core.train import fit
+
+GPU_KEYS: tuple[str, ...] = (
+    "gpu_name", "gpu_matmul_bf16_tflops", "gpu_matmul_fp32_tflops",
+    "gpu_fit_sequences_per_second", "gpu_fit_val_loss",
+    "gpu_large_batch_sequences_per_second", "gpu_large_batch_val_loss", "gpu_large_batch",
+    "gpu_reference_sequences_per_second", "gpu_reference_val_loss", "gpu_speedup_vs_reference",
+    "gpu_multi_symbols", "gpu_multi_sequences_per_second", "gpu_train_all_symbols_seconds",
+    "gpu_multi_epochs_run_mean", "gpu_multi_best_val_loss_mean",
+    "gpu_single_symbol_seconds", "gpu_single_best_val_loss", "gpu_multi_first_best_val_loss",
+    "gpu_sequential_all_symbols_estimate_seconds", "gpu_cpu_sequences_per_second",
+    "gpu_speedup_vs_cpu_project", "gpu_multi_speedup_vs_reference",
+)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], None],
+                cpu_sps: float | None = None, device: str = "cuda") -> dict[str, Any]:
+    """Measure the GPU figures on ``seqs`` (all symbols); returns figures, details, table rows."""
+    st = size.settings.replace(device=device)
+    f: dict[str, Any] = dict.fromkeys(GPU_KEYS)
+    rows: list[tuple[str, str, str, bool | None]] = []
+    details: dict[str, Any] = {}
+    on_gpu = device.startswith("cuda")
+    f["gpu_name"] = torch.cuda.get_device_name(0) if on_gpu else f"{device} (dry run)"
+    n = 8192 if on_gpu else size.matmul_n
+    f["gpu_matmul_bf16_tflops"] = matmul_gflops(n, 10, device, torch.bfloat16) / 1e3
+    f["gpu_matmul_fp32_tflops"] = matmul_gflops(n, 10, device, torch.float32) / 1e3
+    rows.append(("device matmul bf16 / fp32",
+                 f"{f['gpu_matmul_bf16_tflops']:.0f} / {f['gpu_matmul_fp32_tflops']:.0f} TFLOP/s"
+                 if on_gpu else f"{f['gpu_matmul_bf16_tflops']:.3f} / "
+                 f"{f['gpu_matmul_fp32_tflops']:.3f} TFLOP/s", "", None))
+
+    one, E = seqs[0], size.gpu_epochs
+    flops = lstm_flops_per_sequence(one.X.shape[1], st.hidden_size, st.num_layers, one.lookback)
+    say(f"gpu: fit on one symbol ({len(one.end_rows('train'))} windows), {E} epochs")
+    fit(one, st, max_epochs=1)  # warm-up: cuDNN plans, allocator
+    res = fit(one, st, max_epochs=E)
+    f["gpu_fit_sequences_per_second"] = res.sequences_per_second
+    f["gpu_fit_val_loss"] = res.history[-1]["val_loss"]
+    lb = st.replace(batch_size=size.gpu_large_batch)
+    fit(one, lb, max_epochs=1)
+    res_lb = fit(one, lb, max_epochs=E)
+    f["gpu_large_batch"] = size.gpu_large_batch
+    f["gpu_large_batch_sequences_per_second"] = res_lb.sequences_per_second
+    f["gpu_large_batch_val_loss"] = res_lb.history[-1]["val_loss"]
+    say("gpu: reference loop")
+    ref = reference_fit(one, st, E, batch_size=64)
+    f["gpu_reference_sequences_per_second"] = (ref.train_sequences * len(ref.epoch_seconds)
+                                               / sum(ref.epoch_seconds))
+    f["gpu_reference_val_loss"] = ref.final_val_loss
+    f["gpu_speedup_vs_reference"] = (f["gpu_fit_sequences_per_second"]
+                                     / f["gpu_reference_sequences_per_second"])
+    rows += [
+        ("project loop, bf16 autocast, batch 64",
+         f"{res.sequences_per_second:,.0f} seq/s, val loss {f['gpu_fit_val_loss']:.4f}", "",
+         None),
+        (f"project loop, bf16 autocast, batch {size.gpu_large_batch}",
+         f"{res_lb.sequences_per_second:,.0f} seq/s "
+         f"({res_lb.sequences_per_second * flops / 1e12:.2f} TFLOP/s), "
+         f"val loss {f['gpu_large_batch_val_loss']:.4f} after {E} epochs", "", None),
+        ("reference loop (DataLoader, .item()), batch 64",
+         f"{f['gpu_reference_sequences_per_second']:,.0f} seq/s, "
+         f"val loss {f['gpu_reference_val_loss']:.4f}", "", None),
+        ("project / reference (batch 64)", f"{f['gpu_speedup_vs_reference']:.2f}x", ">= 0.95x",
+         f["gpu_speedup_vs_reference"] >= 0.95),
+    ]
+
+    say(f"gpu: all {len(seqs)} symbols at once (groups of {size.gpu_group_size}), "
+        f"up to {st.max_epochs} epochs with early stopping")
+    _sync(device)
+    t0 = time.perf_counter()
+    many = fit_many(seqs, st, group_size=size.gpu_group_size)
+    _sync(device)
+    wall = time.perf_counter() - t0
+    seen = sum(r.train_sequences * r.epochs_run for r in many)
+    f["gpu_multi_symbols"] = len(many)
+    f["gpu_train_all_symbols_seconds"] = wall
+    f["gpu_multi_sequences_per_second"] = seen / wall
+    f["gpu_multi_epochs_run_mean"] = float(np.mean([r.epochs_run for r in many]))
+    f["gpu_multi_best_val_loss_mean"] = float(np.mean([r.best_val_loss for r in many]))
+    f["gpu_multi_first_best_val_loss"] = many[0].best_val_loss
+    f["gpu_multi_speedup_vs_reference"] = (f["gpu_multi_sequences_per_second"]
+                                           / f["gpu_reference_sequences_per_second"])
+    details["multi"] = [{"epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
+                         "best_val_loss": r.best_val_loss, "stopped_early": r.stopped_early}
+                        for r in many]
+    say(f"gpu: one symbol alone, same settings ({wall:.1f}s for all at once)")
+    _sync(device)
+    t0 = time.perf_counter()
+    single = fit(one, st)
+    _sync(device)
+    f["gpu_single_symbol_seconds"] = time.perf_counter() - t0
+    f["gpu_single_best_val_loss"] = single.best_val_loss
+    f["gpu_sequential_all_symbols_estimate_seconds"] = f["gpu_single_symbol_seconds"] * len(seqs)
+
+    if cpu_sps is None:
+        say("gpu: the project loop on this box's CPU (all cores, then 1 thread), one epoch")
+        all_cores = fit(one, st.replace(device="cpu", num_threads=DEFAULT_THREADS), max_epochs=1)
+        one_thread = fit(one, st.replace(device="cpu", num_threads=1), max_epochs=1)
+        details["cpu_sequences_per_second"] = {
+            f"{DEFAULT_THREADS}_threads": all_cores.sequences_per_second,
+            "1_thread": one_thread.sequences_per_second}
+        cpu_sps = max(all_cores.sequences_per_second, one_thread.sequences_per_second)
+    f["gpu_cpu_sequences_per_second"] = cpu_sps
+    f["gpu_speedup_vs_cpu_project"] = f["gpu_multi_sequences_per_second"] / cpu_sps
+    k = len(many)
+    target_s = 300.0 * k / 164
+    rows += [
+        (f"all {k} symbols x {size.gpu_years} y trained at once (stacked, bf16)",
+         f"{wall:.1f}s, {f['gpu_multi_sequences_per_second']:,.0f} seq/s, "
+         f"{f['gpu_multi_epochs_run_mean']:.1f} epochs/symbol (early stopping), "
+         f"mean best val loss {f['gpu_multi_best_val_loss_mean']:.4f}",
+         f"<= {target_s:.0f}s" + ("" if k == 164 else " (pro rata)"), wall <= target_s),
+        ("one symbol alone (fit), same settings",
+         f"{f['gpu_single_symbol_seconds']:.1f}s (x{k} = "
+         f"{f['gpu_sequential_all_symbols_estimate_seconds']:.0f}s sequential), best val loss "
+         f"{single.best_val_loss:.4f} (stacked: {many[0].best_val_loss:.4f})", "", None),
+        ("stacked throughput / reference loop", f"{f['gpu_multi_speedup_vs_reference']:.1f}x",
+         "", None),
+        ("stacked throughput / CPU project loop",
+         f"{f['gpu_speedup_vs_cpu_project']:.1f}x (CPU {cpu_sps:,.0f} seq/s)", ">= 20x",
+         f["gpu_speedup_vs_cpu_project"] >= 20),
+    ]
+    return {"figures": f, "details": details, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``scripts/gpu_bench.sh``: data, GPU section, JSON + Markdown in ``--out``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.environ.get("OUT", "gpu_bench_out"))
+    p.add_argument("--quick", action="store_true", help="16 symbols x 5 years")
+    p.add_argument("--dry-run", action="store_true", help="tiny, on CPU (checks the script)")
+    p.add_argument("--symbols", type=int, default=None)
+    p.add_argument("--years", type=int, default=None)
+    p.add_argument("--group-size", type=int, default=None)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workdir", default=None)
+    args = p.parse_args(argv)
+
+    def say(msg: str) -> None:
+        print(f"[gpu-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    device = "cpu" if args.dry_run else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        say("no CUDA device: nothing to measure (use --dry-run to check the script on CPU)")
+        return 2
+    size = (BenchSize.tiny() if args.dry_run else
+            BenchSize.quick() if args.quick else BenchSize.full())
+    changes = {k: v for k, v in (("gpu_symbols", args.symbols), ("gpu_years", args.years),
+                                 ("gpu_group_size", args.group_size)) if v}
+    size = dataclasses.replace(size, **changes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="lstm_gpu_bench_"))
+    try:
+        return _run(args, size, device, out, work, say)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, size: BenchSize, device: str, out: Path, work: Path,
+         say: Callable[[str], None]) -> int:
+    t0 = time.perf_counter()
+    say(f"demo data: {size.gpu_symbols} symbols x {size.gpu_years} years in {work}")
+    raw = make_demo(work / "main", size.gpu_symbols, size.gpu_years)
+    t_gen = time.perf_counter() - t0
+    layout = Layout.from_dirs(raw, work / "main" / "wh")
+    symbols = layout.symbols()
+    say(f"data stages over {args.workers} processes")
+    t_data = run_stages_parallel(layout, symbols, size.settings, max(1, args.workers))
+    seqs = [SequenceSet.load(layout.warehouse.sequences(s)) for s in symbols
+            if layout.warehouse.sequences(s).exists()]
+    res = gpu_section(seqs, size, say, device=device)
+    meta = machine_info()
+    meta.update(size=size.name, seconds=time.perf_counter() - t0, generate_seconds=t_gen,
+                data_stages_parallel_seconds=t_data, data_stages_workers=args.workers,
+                dagster_imported="dagster" in sys.modules, device=device)
+    result = {**res["figures"], "meta": meta, "details": res["details"],
+              "table": [dict(zip(("figure", "value", "target", "met"), r, strict=True))
+                        for r in res["rows"]]}
+    (out / "gpu_bench.json").write_text(json.dumps(_clean(result), indent=2) + "\n")
+    lines = [f"GPU bench ({size.name}, {device}): {meta['cuda'] or meta['cpu']}; torch "
+             f"{meta['torch']}; {meta['date']}; {len(seqs)} symbols x {size.gpu_years} y; "
+             f"{meta['seconds']:.0f}s in all (data stages {t_data:.1f}s on {args.workers} "
+             f"processes); dagster imported: {meta['dagster_imported']}", "",
+             "| figure | measured | target | met |", "|---|---|---|---|"]
+    for fig, val, tgt, met in res["rows"]:
+        lines.append(f"| {fig} | {val} | {tgt} | "
+                     f"{'' if met is None else ('yes' if met else '**no**')} |")
+    table = "\n".join(lines) + "\n"
+    (out / "gpu_bench.md").write_text(table)
+    print(table)
+    if "dagster" in sys.modules:
+        say("dagster was imported on the GPU path: that is a bug")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""Train several symbols' models at once on one device: stacked weights and batched matmuls.
+
+One symbol's batches (64 windows of 30 x 95) are far too small to keep a GPU busy, and
+``torch.func.vmap`` has no batching rule for ``nn.LSTM``. So the S models of a group live as
+stacked tensors (``weight_ih_l0`` of shape ``(S, 4H, I)`` and so on) and one step runs all S
+symbols: the input projection of every time step is one ``baddbmm`` per layer, the recurrence one
+``bmm`` per step, the head one ``baddbmm``. Everything else is per symbol, exactly as
+:func:`lstm_assets.core.train.fit` does it for one symbol:
+
+- initial weights: ``torch.manual_seed(seed)`` then ``LSTMClassifier(...)``, as ``fit`` does;
+- shuffle order of epoch e: ``randperm`` from a generator seeded with ``seed * 100_003 + e``;
+- class-weighted cross entropy (weights from each symbol's own train labels), averaged per batch;
+- gradient clipping by each symbol's own global norm; Adam (same update formula as
+  ``torch.optim.Adam``) with a per-symbol learning rate; ``ReduceLROnPlateau`` per symbol;
+- early stopping per symbol on its validation loss, keeping its best weights. A symbol that has
+  stopped, or has run out of batches in an epoch (symbols may differ in length), gets no update:
+  its rows are masked out of the loss and its optimizer state is left untouched.
+
+With dropout and input noise off, the results equal per-symbol ``fit`` up to float rounding
+(``lstm_assets_tests/test_bench.py`` checks it on CPU); with dropout on, only the random masks
+differ. The returned ``TrainResult`` states use ``LSTMClassifier``'s parameter names, so the
+models save, load and evaluate like any other. No dagster import: this runs on a bare GPU box.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from lstm_assets.core.model import LSTMClassifier, n_params
+from lstm_assets.core.sequences import SequenceSet
+from lstm_assets.core.settings import CLASSES, Settings
+from lstm_assets.core.train import TrainResult, class_weights, pick_device
+
+log = logging.getLogger(__name__)
+
+
+class StackedLSTMClassifier(nn.Module):
+    """S independent ``LSTMClassifier`` models with stacked parameters (leading dim S)."""
+
+    def __init__(self, states: list[dict[str, torch.Tensor]], num_layers: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.names = list(states[0].keys())
+        self.params = nn.ParameterDict({
+            k.replace(".", "__"): nn.Parameter(torch.stack([s[k].detach().float()
+                                                            for s in states]))
+            for k in self.names})
+
+    def p(self, name: str) -> torch.Tensor:
+        return self.params[name.replace(".", "__")]
+
+    def state_of(self, s: int) -> dict[str, torch.Tensor]:
+        """Symbol s's weights under ``LSTMClassifier``'s names (CPU copies)."""
+        return {k: self.p(k)[s].detach().cpu().clone() for k in self.names}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: (S, B, T, F) -> logits (S, B, C)."""
+        S, B, T, _ = x.shape
+        inp = x
+        h = x.new_zeros(())
+        for layer in range(self.num_layers):
+            w_ih, w_hh = self.p(f"lstm.weight_ih_l{layer}"), self.p(f"lstm.weight_hh_l{layer}")
+            bias = self.p(f"lstm.bias_ih_l{layer}") + self.p(f"lstm.bias_hh_l{layer}")
+            hidden = w_hh.shape[-1]
+            # input projection of all time steps at once: (S, B*T, I) @ (S, I, 4H) + bias
+            xw = torch.baddbmm(bias[:, None, :], inp.reshape(S, B * T, -1),
+                               w_ih.transpose(1, 2)).view(S, B, T, 4 * hidden)
+            xw = xw.permute(2, 0, 1, 3).contiguous()  # time-major: xw[t] is contiguous
+            h = x.new_zeros(S, B, hidden, dtype=torch.float32)
+            c = torch.zeros_like(h)
+            last = layer == self.num_layers - 1
+            outs: list[torch.Tensor] = []
+            for t in range(T):
+                # gates in fp32 even when the matmuls run in bf16 (autocast)
+                g = (xw[t] + torch.bmm(h, w_hh.transpose(1, 2))).float()
+                i, f, gg, o = g.chunk(4, dim=-1)  # PyTorch's gate order: input, forget, cell, out
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                if not last:
+                    outs.append(h)
+            if not last:
+                inp = torch.stack(outs, dim=2)
+                if self.training and self.dropout > 0:
+                    inp = nn.functional.dropout(inp, self.dropout, training=True)
+        h = nn.functional.dropout(h, self.dropout, training=self.training and self.dropout > 0)
+        w, b = self.p("head.weight"), self.p("head.bias")
+        return torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
+
+
+class StackedAdam:
+    """Adam over stacked parameters with a per-symbol learning rate and update mask.
+
+    Same arithmetic as ``torch.optim.Adam`` (single-tensor path, L2 ``weight_decay``);
+    a symbol whose mask is False in a step keeps its weights, moments and step count.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, weight_decay: float = 0.0,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = params
+        n = params[0].shape[0]
+        dev = params[0].device
+        self.lr = torch.full((n,), float(lr), dtype=torch.float64, device=dev)
+        self.step_count = torch.zeros(n, dtype=torch.float64, device=dev)
+        self.wd, self.b1, self.b2, self.eps = weight_decay, betas[0], betas[1], eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        """One update for the symbols where ``active`` (bool, shape (S,)) is True."""
+        self.step_count += active.double()
+        t = self.step_count.clamp_min(1)
+        step_size = (self.lr / (1 - self.b1 ** t)).float()
+        bc2_sqrt = torch.sqrt(1 - self.b2 ** t).float()
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            if p.grad is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            act = active.view(shape)
+            g = p.grad if self.wd == 0 else p.grad + self.wd * p
+            m.copy_(torch.where(act, torch.lerp(m, g, 1 - self.b1), m))
+            v.copy_(torch.where(act, v * self.b2 + (1 - self.b2) * g * g, v))
+            denom = v.sqrt() / bc2_sqrt.view(shape) + self.eps
+            upd = m / denom * step_size.view(shape)
+            p.sub_(torch.where(act, upd, torch.zeros_like(upd)))
+
+
+@dataclass
+class _Plateau:
+    """``torch.optim.lr_scheduler.ReduceLROnPlateau`` (mode min, rel threshold) for one symbol."""
+
+    factor: float
+    patience: int
+    threshold: float = 1e-4
+    eps: float = 1e-8
+    best: float = math.inf
+    bad: int = 0
+
+    def step(self, metric: float, lr: float) -> float:
+        if metric < self.best * (1 - self.threshold):
+            self.best, self.bad = metric, 0
+        else:
+            self.bad += 1
+        if self.bad > self.patience:
+            new = max(lr * self.factor, 0.0)
+            self.bad = 0
+            if lr - new > self.eps:
+                return new
+        return lr
+
+
+def _init_state(n_features: int, settings: Settings) -> dict[str, torch.Tensor]:
+    """The initial weights ``fit`` would draw for this settings' seed."""
+    torch.manual_seed(settings.seed)
+    net = LSTMClassifier(n_features, settings.hidden_size, settings.num_layers, settings.dropout)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int = 64,
+             max_epochs: int | None = None, autocast: bool | None = None,
+             init_states: list[dict[str, torch.Tensor] | None] | None = None
+             ) -> list[TrainResult]:
+    """Train one model per sequence set, ``group_size`` symbols at a time on one device.
+
+    Symbols with different feature counts go to different groups. Returns one ``TrainResult``
+    per input, in input order; ``seconds`` is the group's training time (shared by its symbols).
+    """
+    results: list[TrainResult | None] = [None] * len(seqs)
+    by_width: dict[int, list[int]] = {}
+    for i, s in enumerate(seqs):
+        by_width.setdefault(int(s.X.shape[1]), []).append(i)
+    for idxs in by_width.values():
+        for k in range(0, len(idxs), group_size):
+            group = idxs[k:k + group_size]
+            inits = [init_states[i] if init_states else None for i in group]
+            for i, r in zip(group, _fit_group([seqs[i] for i in group], settings, max_epochs,
+                                              autocast, inits), strict=True):
+                results[i] = r
+    return [r for r in results if r is not None]
+
+
+def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | None,
+               autocast: bool | None,
+               inits: list[dict[str, torch.Tensor] | None]) -> list[TrainResult]:
+    device = pick_device(settings.device)
+    if settings.num_threads > 0:
+        torch.set_num_threads(settings.num_threads)
+    use_ac = device.type == "cuda" if autocast is None else autocast
+    S, lb, bs = len(seqs), seqs[0].lookback, settings.batch_size
+    n_feat = int(seqs[0].X.shape[1])
+    epochs = max_epochs if max_epochs is not None else settings.max_epochs
+    noise = float(getattr(settings, "input_noise", 0.0))
+
+    # data resident on the device: each symbol's scaled matrix, padded to the longest
+    rows_max = max(len(s.X) for s in seqs)
+    X = torch.zeros(S, rows_max, n_feat, dtype=torch.float32)
+    Y = torch.zeros(S, rows_max, dtype=torch.int64)
+    for j, s in enumerate(seqs):
+        X[j, :len(s.X)] = torch.from_numpy(np.ascontiguousarray(s.X))
+        Y[j, :len(s.y)] = torch.from_numpy(s.y.astype(np.int64)).clamp_min(0)
+    X, Y = X.to(device), Y.to(device)
+    train_rows = [s.end_rows("train") for s in seqs]
+    val_rows = [s.end_rows("val") for s in seqs]
+    W = torch.tensor(np.stack([class_weights(s.y[r]) if settings.class_weighted
+                               else np.ones(len(CLASSES)) for s, r in zip(seqs, train_rows,
+                                                                          strict=True)]),
+                     dtype=torch.float32, device=device)
+    offsets = torch.arange(-lb + 1, 1, device=device)
+    sym = torch.arange(S, device=device)
+
+    def padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        n = max(len(r) for r in rows)
+        idx = np.full((S, n), lb - 1, dtype=np.int64)
+        mask = np.zeros((S, n), dtype=bool)
+        for j, r in enumerate(rows):
+            idx[j, :len(r)], mask[j, :len(r)] = r, True
+        return torch.from_numpy(idx).to(device), torch.from_numpy(mask).to(device)
+
+    va_idx, va_mask = padded(val_rows)
+    fresh = _init_state(n_feat, settings) if any(i is None for i in inits) else {}
+    states = [init if init is not None else fresh for init in inits]  # stacked: copies
+    net = StackedLSTMClassifier(states, settings.num_layers, settings.dropout).to(device)
+    params = list(net.params.values())
+    opt = StackedAdam(params, settings.learning_rate, settings.weight_decay)
+    plateaus = [_Plateau(settings.lr_factor, settings.lr_patience) for _ in range(S)]
+    lrs = [settings.learning_rate] * S
+    best_val = [math.inf] * S
+    bad = [0] * S
+    done = torch.zeros(S, dtype=torch.bool, device=device)
+    best = {k: p.detach().clone() for k, p in net.params.items()}
+    results = [TrainResult(state={}, device=str(device), parameters=n_params(net) // S,
+                           train_sequences=len(r),
+                           init="warm" if inits[j] is not None else "cold")
+               for j, r in enumerate(train_rows)]
+
+    def batch_loss(idx: torch.Tensor, mask: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
+        xb = X[sym[:, None, None], idx[:, :, None] + offsets]  # (S, B, T, F)
+        if train and noise > 0:
+            xb = xb + noise * torch.randn_like(xb)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_ac):
+            logits = net(xb)
+        yb = Y[sym[:, None], idx]
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        nll = -lp.gather(-1, yb[..., None])[..., 0]
+        w = W[sym[:, None], yb] * mask
+        return (nll * w).sum(1), w.sum(1), (lp.argmax(-1) == yb) & mask
+
+    t_train, n_seen = 0.0, [0] * S
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        net.train()
+        perms = []
+        for r in train_rows:  # the same per-epoch order fit() draws
+            gen = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
+            perms.append(r[torch.randperm(len(r), generator=gen).numpy()])
+        tr_idx, tr_mask = padded(perms)
+        n_steps = math.ceil(tr_idx.shape[1] / bs)
+        pad = n_steps * bs - tr_idx.shape[1]
+        if pad:
+            tr_idx = torch.cat([tr_idx, tr_idx.new_full((S, pad), lb - 1)], 1)
+            tr_mask = torch.cat([tr_mask, tr_mask.new_zeros(S, pad)], 1)
+        total = torch.zeros(S, device=device)
+        for i in range(n_steps):
+            idx, mask = tr_idx[:, i * bs:(i + 1) * bs], tr_mask[:, i * bs:(i + 1) * bs]
+            lsum, wsum, _ = batch_loss(idx, mask, train=True)
+            loss_s = lsum / wsum.clamp_min(1e-12)  # each symbol's mean weighted CE
+            for p in params:
+                p.grad = None
+            loss_s.sum().backward()
+            if settings.grad_clip > 0:  # clip each symbol's own global grad norm
+                sq = sum((p.grad.float() ** 2).flatten(1).sum(1) for p in params
+                         if p.grad is not None)
+                coef = (settings.grad_clip / (torch.sqrt(sq) + 1e-6)).clamp(max=1.0)
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.mul_(coef.view((-1,) + (1,) * (p.dim() - 1)))
+            active = mask.any(1) & ~done
+            opt.step(active)
+            total += loss_s.detach() * mask.sum(1)
+        sec = time.perf_counter() - t0
+        t_train += sec
+        # validation: one host sync per epoch for all symbols
+        net.eval()
+        vl_sum = torch.zeros(S, device=device)
+        vw_sum = torch.zeros(S, device=device)
+        v_ok = torch.zeros(S, device=device)
+        with torch.no_grad():
+            for i in range(0, va_idx.shape[1], 512):
+                ls, ws, ok = batch_loss(va_idx[:, i:i + 512], va_mask[:, i:i + 512], False)
+                vl_sum += ls
+                vw_sum += ws
+                v_ok += ok.sum(1)
+        net.train()
+        val_loss = (vl_sum / vw_sum.clamp_min(1e-12)).tolist()
+        val_acc = (v_ok / va_mask.sum(1).clamp_min(1)).tolist()
+        tot = total.tolist()
+        was_done = done.tolist()
+        improved = torch.zeros(S, dtype=torch.bool)
+        for j in range(S):
+            if was_done[j]:
+                continue
+            n_seen[j] += len(train_rows[j])
+            lrs[j] = plateaus[j].step(val_loss[j], lrs[j])
+            results[j].history.append({
+                "epoch": float(epoch + 1), "train_loss": tot[j] / max(len(train_rows[j]), 1),
+                "val_loss": val_loss[j], "val_accuracy": val_acc[j], "lr": lrs[j],
+                "seconds": time.perf_counter() - t0})
+            if val_loss[j] < best_val[j] - settings.min_delta:
+                best_val[j], bad[j], results[j].best_epoch = val_loss[j], 0, epoch + 1
+                improved[j] = True
+            else:
+                bad[j] += 1
+            if bad[j] >= settings.early_stop_patience:
+                results[j].stopped_early = True
+                done[j] = True
+        opt.lr.copy_(torch.tensor(lrs, dtype=torch.float64))
+        imp = improved.to(device)
+        with torch.no_grad():
+            for k, p in net.params.items():
+                best[k].copy_(torch.where(imp.view((-1,) + (1,) * (p.dim() - 1)), p, best[k]))
+        log.info("group of %d: epoch %d/%d (%.1fs), %d still training", S, epoch + 1, epochs,
+                 sec, S - int(done.sum()))
+        if bool(done.all()):
+            break
+
+    for j, res in enumerate(results):
+        res.state = {name: best[name.replace(".", "__")][j].detach().cpu().clone()
+                     for name in net.names}
+        res.epochs_run = len(res.history)
+        row = next((r for r in res.history if int(r["epoch"]) == res.best_epoch), None)
+        res.best_val_loss = row["val_loss"] if row else float("nan")
+        res.best_val_accuracy = row["val_accuracy"] if row else float("nan")
+        res.seconds = t_train
+        res.sequences_per_second = n_seen[j] / t_train if t_train > 0 else float("nan")
+    return results

@@ -1,0 +1,114 @@
+"""A real browser on the Dagster UI: headless Debian Chromium driven by Playwright.
+
+Against a live ``dagster dev`` (webserver + daemon, see ``test_orch_server.py``): open the
+asset lineage graph and the data group's graph, open ``symbol_chain_job``, click *Materialize
+all…*, pick the partition SYN001, *Launch 1 run*, follow the toast to the run page and wait
+there for *Success*. Screenshots land in the test's tmp folder (their paths are printed).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from lstm_assets.defs.assets import SYMBOL_ASSETS
+from lstm_assets_tests.test_orch_server import CHROMIUM, CHROMIUM_ARGS, DagsterDev, shared_server
+
+SYMBOL = "SYN001"
+
+
+@pytest.fixture(scope="session")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
+    with shared_server(tmp_path_factory.mktemp("dagster_dev")) as server:
+        yield server
+
+
+def _dismiss_welcome(page: object) -> None:
+    """The first visit may show a 'Join the Dagster community' dialog: skip it."""
+    skip = page.get_by_role("button", name="Skip")  # type: ignore[attr-defined]
+    if skip.count():
+        skip.first.click()
+
+
+def _full_run_id(server: DagsterDev, short: str) -> str:
+    runs = server.graphql("{ runsOrError(limit: 20) { ... on Runs { results { runId } } } }")
+    ids = [r["runId"] for r in runs["runsOrError"]["results"] if r["runId"].startswith(short)]
+    assert len(ids) == 1, (short, runs)
+    return str(ids[0])
+
+
+def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
+                                                       tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian chromium is needed (apt-get install chromium)"
+    server = dagster_dev
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+            page.set_default_timeout(90_000)
+
+            # the asset graph: global lineage (groups), then the data group's assets
+            page.goto(f"{server.url}/asset-groups")
+            page.get_by_text("Global asset lineage").wait_for()
+            page.get_by_text("signals", exact=True).first.wait_for()
+            page.wait_for_timeout(1500)
+            _dismiss_welcome(page)
+            page.screenshot(path=shots / "1_asset_lineage.png")
+            page.goto(f"{server.url}/locations/lstm_assets/asset-groups/data")
+            page.get_by_text("sequence_tensors").first.wait_for()
+            page.get_by_text("latest_signals").first.wait_for()
+            page.wait_for_timeout(1500)
+            _dismiss_welcome(page)
+            page.screenshot(path=shots / "2_data_assets.png")
+
+            # the per-symbol chain's graph, and a materialization of one symbol
+            page.goto(f"{server.url}/locations/lstm_assets/jobs/symbol_chain_job")
+            materialize = page.get_by_role("button", name=re.compile("Materialize all"))
+            materialize.wait_for()
+            page.wait_for_timeout(1500)
+            _dismiss_welcome(page)
+            materialize.click()
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Select a partition or create one").click()
+            page.get_by_role("menuitem", name=re.compile(f"^{SYMBOL}")).click()
+            page.keyboard.press("Escape")  # close the partition menu, not the dialog
+            page.screenshot(path=shots / "3_launch_dialog.png")
+            t0 = time.time()
+            dialog.get_by_role("button", name="Launch 1 run").click()
+
+            toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+            toast.wait_for()
+            short = re.search(r"Launched run ([0-9a-f]{8})", toast.inner_text()).group(1)
+            run_id = _full_run_id(server, short)
+            page.goto(f"{server.url}/runs/{run_id}")  # the run page, as the toast's View opens
+            page.get_by_text("Success", exact=True).first.wait_for(timeout=240_000)
+            took = time.time() - t0
+            page.wait_for_timeout(1000)
+            page.screenshot(path=shots / "4_run_success.png")
+            page.goto(f"{server.url}/locations/lstm_assets/asset-groups/data")
+            page.get_by_text("sequence_tensors").first.wait_for()
+            page.wait_for_timeout(2000)
+            page.screenshot(path=shots / "5_data_assets_after.png")
+        finally:
+            browser.close()
+    print(f"UI run {run_id} succeeded in {took:.0f} s; screenshots in {shots}")
+
+    with server.instance() as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags.get("dagster/partition") == SYMBOL
+        for asset in SYMBOL_ASSETS:
+            assert SYMBOL in instance.get_materialized_partitions(dg.AssetKey(asset)), asset
+    for name in ("1_asset_lineage.png", "2_data_assets.png", "3_launch_dialog.png",
+                 "4_run_success.png", "5_data_assets_after.png"):
+        assert (shots / name).stat().st_size > 10_000

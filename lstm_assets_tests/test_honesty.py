@@ -1,0 +1,42 @@
+"""Oracle and null checks on demo data: the pipeline learns what is there, and nothing else.
+
+Small configs (2 symbols instead of 8, the default LSTM) so they run in CI on a CPU in a few
+minutes; tolerances are sized for that. ``lstm-assets honesty`` runs the same checks at full size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lstm_assets.core.honesty import check_demo, format_summary
+from lstm_assets.core.settings import Settings
+
+# Calibrated on this exact config (default LSTM, 2 symbols x 20 years, seed 3): the model
+# scored 58.2% against an oracle of 68.1% and a best baseline of 42.8% (logistic regression on
+# the last day). The issue's full-size target (within 3 points of the oracle) is not reached;
+# these bounds catch a pipeline that stops learning or starts leaking, not that gap.
+ORACLE_TOL = 0.15  # mean model accuracy may sit at most this far below the mean oracle
+BASELINE_MARGIN = 0.06  # ...and must beat every baseline's mean accuracy by at least this
+NULL_TOL = 0.03  # on null data: model minus majority, 2 points + sampling noise of 2 symbols
+
+SMALL = Settings(max_epochs=40, bootstrap_samples=100, device="cpu")
+
+
+@pytest.mark.slow
+def test_oracle_model_near_oracle_and_above_baselines(tmp_path: Path) -> None:
+    res = check_demo(tmp_path, "signal", SMALL, symbols=2, years=20, seed=3)
+    m = res["mean"]
+    print(format_summary(res))
+    assert m["oracle"] - m["model"] < ORACLE_TOL, res
+    for base in ("majority", "prior", "logreg_last"):
+        assert m["model"] - m[base] > BASELINE_MARGIN, (base, res)
+
+
+@pytest.mark.slow
+def test_null_model_does_not_beat_majority(tmp_path: Path) -> None:
+    res = check_demo(tmp_path, "null", SMALL, symbols=2, years=20, seed=3)
+    m = res["mean"]
+    print(format_summary(res))
+    assert m["model"] - m["majority"] <= NULL_TOL, res
