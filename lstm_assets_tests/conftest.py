@@ -24,3 +24,16 @@ def demo_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     generate(root / "raw", DemoSpec(symbols=3, years=4, seed=11, defect_share=0.34))
     return root / "raw"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_definitions_load_context():
+    """Dagster keeps process-wide definitions-load state (a load context and a defs-state
+    storage) that can outlive a test's temporary instance and point at its deleted files; reset
+    both so each test loads definitions on its own."""
+    yield
+    from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
+    from dagster._core.storage.defs_state import base
+
+    DefinitionsLoadContext._instance = None  # noqa: SLF001
+    base._current_storage.set(None)  # noqa: SLF001

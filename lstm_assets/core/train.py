@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,7 +151,7 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
         try:
             with local_file(checkpoint) as local:  # an s3:// checkpoint too
                 ck = torch.load(local, map_location=device, weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
             log.warning("ignoring unreadable checkpoint %s: %s", checkpoint, e)
             ck = {}
         if ck.get("fingerprint") == fingerprint:
