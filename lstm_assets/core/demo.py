@@ -208,8 +208,13 @@ def generate(out_dir: Path, spec: DemoSpec,
     """Write one raw file per symbol into ``out_dir`` and the ground truth beside it."""
     if spec.mode not in ("signal", "null"):
         raise ValueError(f"mode must be 'signal' or 'null', not {spec.mode!r}")
-    rng = np.random.default_rng(spec.seed)
     names = spec.names or demo_symbols(spec.symbols)
+    # independent streams: the shared (market, flow, macro) one and one per symbol. Seeding a
+    # symbol with [seed, j] would not do: SeedSequence([seed, 0]) equals SeedSequence(seed), so
+    # the first symbol's "noise" replayed the market shocks and leaked the next day's return
+    # into its opening gap (the null check caught it).
+    shared_seq, *symbol_seqs = np.random.SeedSequence(spec.seed).spawn(len(names) + 1)
+    rng = np.random.default_rng(shared_seq)
     k, t = len(names), spec.years * 252
     dates = pd.bdate_range(end=END_DATE, periods=t)
 
@@ -235,7 +240,7 @@ def generate(out_dir: Path, spec: DemoSpec,
     manifest: dict[str, object] = {"spec": asdict(spec), "symbols": {}, "truth": "conditional "
                                    "mean and std of the next day's close-to-close log return"}
     for j, sym in enumerate(names):
-        srng = np.random.default_rng([spec.seed, j])
+        srng = np.random.default_rng(symbol_seqs[j])
         close = 20 * np.exp(srng.uniform(0, 2)) * np.exp(np.cumsum(ret[:, j]))
         gap = srng.normal(0, 0.3, t) * sigma[:, j]
         open_ = np.r_[close[0], close[:-1]] * np.exp(gap)
