@@ -72,7 +72,7 @@ def test_real_prices_chain_good_symbols_model_bad_ones_fail_alone(tmp_path: Path
                                  bootstrap_samples=50, device="cpu"),
         "paths": PathsResource(raw_dir=str(raw), warehouse_dir=str(wh), truth_dir=""),
     }
-    from lstm_assets_tests.test_bad_input import _unique, failed_stage
+    from lstm_assets_tests.test_input_catalogue import _unique, failed_stage
 
     selection = ["raw_features", "clean_frames", "sequence_tensors", "lstm_model",
                  "evaluation_report"]

@@ -66,6 +66,9 @@ def test_celery_two_queues_training_on_gpu_worker(tmp_path: Path,
     generate(raw, DemoSpec(symbols=len(SYMBOLS), years=4, seed=5, defect_share=0.0))
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # SQLite storage
+    # create the SQLite schema once, before two workers race to create it at start-up
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
 
     with redis_server(tmp_path / "redis") as broker:
         env = {**os.environ, "DAGSTER_HOME": str(home), "LSTM_CELERY_BROKER": broker,
