@@ -186,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
 
     register_orchestration(sub)  # backfill, signals
 
+    from lstm_assets.bench_cli import register as register_bench
+
+    register_bench(sub)  # bench
+
     h = sub.add_parser("honesty", help="oracle check (signal data) and null check (null data)")
     h.add_argument("--symbols", type=int, default=8)
     h.add_argument("--years", type=int, default=20)
