@@ -18,7 +18,9 @@ setup() {
   if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "$VENV/bin/pip" install -q "${LSTM_TORCH:-torch==2.13.0}"
   fi
-  "$VENV/bin/pip" install -q -e ".[dev]"
+  # keep that torch: without a pin pip may "upgrade" it to another (CUDA) build while resolving
+  "$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$VENV/torch-pin.txt"
+  "$VENV/bin/pip" install -q -c "$VENV/torch-pin.txt" -e ".[dev]"
 }
 
 export DAGSTER_HOME=${DAGSTER_HOME:-$PWD/.dagster_home}
