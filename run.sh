@@ -19,7 +19,8 @@ setup() {
     "$VENV/bin/pip" install -q "${LSTM_TORCH:-torch==2.13.0}"
   fi
   # keep that torch: without a pin pip may "upgrade" it to another (CUDA) build while resolving
-  "$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$VENV/torch-pin.txt"
+  "$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" \
+    > "$VENV/torch-pin.txt" 2>/dev/null
   "$VENV/bin/pip" install -q -c "$VENV/torch-pin.txt" -e ".[dev]"
 }
 
