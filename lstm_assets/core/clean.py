@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lstm_assets.core.features import OHLCV, technical_features
+from lstm_assets.core.features import OHLCV, TECH_NAMES, technical_features
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.splits import min_rows, split_bounds
 from lstm_assets.core.storage import InputError
@@ -123,10 +123,13 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
         df["volume"] = np.nan
         info["volume_missing"] = True
 
-    tech = technical_features(df[list(OHLCV)])
-    derived = [c for c in tech.columns if c not in df.columns]
-    if derived:
-        df = pd.concat([df, tech[derived]], axis=1)
+    if all(c in df.columns for c in TECH_NAMES):
+        derived: list[str] = []  # the file has every technical feature: nothing to derive
+    else:
+        tech = technical_features(df[list(OHLCV)])
+        derived = [c for c in tech.columns if c not in df.columns]
+        if derived:
+            df = pd.concat([df, tech[derived]], axis=1)
     info["columns_derived"] = derived
 
     feats = feature_columns(df)

@@ -67,8 +67,11 @@ class Settings:
     seed: int = 42
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
-    num_threads: int = 0
-    """CPU threads for torch; 0 keeps torch's default (one per core)."""
+    num_threads: int = 1
+    """CPU threads for torch per training/scoring process (0 = torch's default, one per core).
+    One is fastest for this model (64-window batches): on a shared 2-core machine torch's
+    default 2 threads trained 3-60x slower (BENCHMARKS.md), with identical results. To use more
+    cores, train several symbols in separate processes."""
 
     # ---- evaluation ---------------------------------------------------------------------
     cost_bps: float = 5.0

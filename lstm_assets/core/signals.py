@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lstm_assets.core.model import LoadedModel
 from lstm_assets.core.settings import CLASSES, Settings
@@ -72,6 +73,8 @@ def signal_for(model: LoadedModel, frame: pd.DataFrame,
 def latest_signals(wh: Warehouse, settings: Settings,
                    symbols: list[str] | None = None) -> SignalTable:
     """Signals for ``symbols`` (default: every symbol with a model); writes wh.signals()."""
+    if settings.num_threads > 0:
+        torch.set_num_threads(settings.num_threads)
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
     for sym in symbols if symbols is not None else model_symbols(wh):
