@@ -56,7 +56,7 @@ def plot_png(rep: dict[str, Any], history: list[dict[str, float]]) -> bytes:
     ax[1, 0].plot(tr["strategy"]["equity"], label="model long/short/flat")
     ax[1, 0].plot(tr["buy_and_hold"]["equity"], label="buy and hold")
     ax[1, 0].set(title=f"equity, test period ({tr['strategy']['cost_bps']:g} bps cost)",
-                 xlabel="test day")
+                 xlabel="test day", yscale="log")
     ax[1, 0].legend()
     bins = rep["reliability"]["bins"]
     ax[1, 1].plot([0, 1], [0, 1], color="grey", ls=":")
