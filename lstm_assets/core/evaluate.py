@@ -16,7 +16,6 @@ interval lies above zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +91,6 @@ def bootstrap(y: np.ndarray, pred: np.ndarray, others: dict[str, np.ndarray], sa
                              "ci": np.percentile(diff, [2.5, 97.5]).tolist(),
                              "p_value": float(np.mean(diff <= 0))}
     return out
-
-
-@dataclass
-class Baselines:
-    proba: dict[str, np.ndarray]
 
 
 def baselines(seq: SequenceSet, seed: int) -> dict[str, np.ndarray]:

@@ -498,5 +498,3 @@ def check_sequences(layout: Layout, symbol: str) -> dict[str, Any]:
                      "class_balance": balance},
     }
 
-
-__all__ = ["Layout", "LSTMClassifier", "predict_proba", "run_symbol"]
