@@ -31,6 +31,7 @@ import json
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeAlias
@@ -262,8 +263,16 @@ def read_json(path: AnyPath) -> Any:
 
 
 def write_parquet(target: AnyPath, df: pd.DataFrame) -> None:
+    """Write ``df`` (without its index) atomically.
+
+    Float columns are written without dictionary encoding: prices and features almost never
+    repeat, so building the dictionary only to discard it cost ~3/4 of the write time of a clean
+    frame and made the file a third larger. Other columns (dates, labels, names) keep it.
+    """
+    floats = {c for c, t in df.dtypes.items() if pd.api.types.is_float_dtype(t)}
+    dictionary = [str(c) for c in df.columns if c not in floats]
     with atomic_path(target) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, use_dictionary=dictionary)
 
 
 def read_parquet(path: AnyPath, **kwargs: Any) -> pd.DataFrame:
@@ -273,10 +282,39 @@ def read_parquet(path: AnyPath, **kwargs: Any) -> pd.DataFrame:
     return pd.read_parquet(path, **kwargs)
 
 
+def _write_npy(fh: IO[bytes], arr: np.ndarray) -> None:
+    """``numpy.lib.format.write_array`` without its copies: the bytes of a C-contiguous array
+    go to ``fh`` as a view (numpy copies them chunk by chunk, up to 16 MiB, for a file object
+    such as a zip member). Same header, same bytes; never pickles."""
+    fmt = np.lib.format
+    if arr.dtype.hasobject:
+        raise ValueError("object arrays are not written (they would need pickle)")
+    if not arr.flags.c_contiguous:
+        fmt.write_array(fh, arr, allow_pickle=False)
+        return
+    header = fmt.header_data_from_array_1_0(arr)
+    try:  # the oldest version that fits, as numpy chooses
+        fmt.write_array_header_1_0(fh, header)
+    except ValueError:
+        fmt.write_array_header_2_0(fh, header)
+    fh.write(memoryview(arr.reshape(-1).view(np.uint8)))
+
+
 def write_npz(target: AnyPath, **arrays: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    write_bytes(target, buf.getvalue())
+    """Write arrays as an uncompressed ``.npz`` (what ``np.savez`` writes), atomically.
+
+    The archive is written straight into the temp file of the atomic write, each array from its
+    own memory: no in-memory copy of the archive or of an array (peak: the arrays themselves).
+    """
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as zf:
+            for name, value in arrays.items():
+                # force_zip64 as numpy does (gh-10776): the size is not known up front
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    _write_npy(member, np.asanyarray(value))
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def read_npz(path: AnyPath) -> dict[str, np.ndarray]:
