@@ -441,7 +441,8 @@ def read_raw(path: Path) -> tuple[pd.DataFrame, RawInfo]:
                          f"{info.columns_found}",
                          "add a 'close' column with the daily closing price")
 
-    for col in [c for c in df.columns if c != "date"]:
+    # float64 columns (most of them) are already what we want: no lookup, no copy, no setitem
+    for col in [c for c, t in df.dtypes.items() if c != "date" and t != np.float64]:
         s = df[col]
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             df[col] = s.astype("float64")
@@ -499,8 +500,13 @@ _DMY = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})$")
 
 def _parse_dates(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
     """Dates -> tz-naive midnight timestamps (NaT where unparseable). Rules: module docstring."""
+    # Cheap literal-substring tests (Arrow kernels on a pandas string column) skip regex work
+    # that cannot match: a value with "-" is not YYYYMMDD/epoch, and the UTC-offset rule needs
+    # a ":". They only skip steps that would change nothing; results are the same either way.
+    text_col = isinstance(s.dtype, pd.StringDtype)
     if not pd.api.types.is_datetime64_any_dtype(s) and not pd.api.types.is_numeric_dtype(s):
-        txt = s.dropna().astype("string").str.strip()
+        maybe_number = not text_col or not s.str.contains("-", regex=False).any()
+        txt = s.dropna().astype("string").str.strip() if maybe_number else s.iloc[:0]
         if len(txt) and txt.str.fullmatch(r"\d{8,13}(\.0*)?").all():  # 20170811 or epoch
             s = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
     if pd.api.types.is_datetime64_any_dtype(s):
@@ -524,7 +530,8 @@ def _parse_dates(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
     else:
         txt = s.astype("string").str.strip()
         # a UTC offset after a time is dropped: the local (exchange) calendar date is the day
-        txt = txt.str.replace(_OFFSET, r"\1", regex=True)
+        if not text_col or s.str.contains(":", regex=False).any():
+            txt = txt.str.replace(_OFFSET, r"\1", regex=True)
         try:
             out = pd.to_datetime(txt, format="ISO8601")
         except (ValueError, TypeError):
