@@ -54,10 +54,43 @@ def _need_text(settings: Settings) -> str:
             "of at least 20 samples each")
 
 
-def _warmup(col: pd.Series) -> int:
-    """Rows before the first value (an indicator's warm-up); len(col) when it has none."""
-    valid = np.flatnonzero(col.notna().to_numpy())
-    return int(valid[0]) if len(valid) else len(col)
+def _ffill(F: np.ndarray, limit: int | None) -> np.ndarray:
+    """``DataFrame.ffill(limit=limit)`` of each column of ``F`` (2-D float), vectorized.
+
+    A missing value takes the column's last value before it when at most ``limit`` values in a
+    row are missing up to it (the first ``limit`` of a longer gap are filled, as pandas does);
+    values before a column's first value stay missing. Returns a new array.
+    """
+    if limit is None or limit < 1:  # pandas' own rules (no limit; a limit < 1 is an error)
+        return pd.DataFrame(F).ffill(limit=limit).to_numpy()
+    out = F.copy()
+    valid = ~np.isnan(F)
+    # only columns with a gap after their first value have anything to fill
+    gaps = np.flatnonzero(valid.sum(axis=0) < F.shape[0] - _first_valid(valid))
+    if len(gaps) == 0:
+        return out
+    valid = valid[:, gaps]
+    rows = np.arange(F.shape[0])[:, None]
+    last = np.maximum.accumulate(np.where(valid, rows, -1), axis=0)  # last valid row, or -1
+    fill = ~valid & (last >= 0) & (rows - last <= limit)
+    r, c = np.nonzero(fill)
+    out[r, gaps[c]] = F[last[r, c], gaps[c]]
+    return out
+
+
+def _first_valid(valid: np.ndarray) -> np.ndarray:
+    """Per column: rows before the first value (an indicator's warm-up); all rows when none."""
+    return np.where(valid.any(axis=0), valid.argmax(axis=0), valid.shape[0])
+
+
+def _duplicate_rows(raw: pd.DataFrame, pos: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """``raw.take(pos).duplicated(keep="first")`` (``dates`` = the dates of ``pos``), comparing
+    whole rows only where a date repeats: a row with a unique date cannot repeat another."""
+    out = np.zeros(len(pos), dtype=bool)
+    repeated = pd.Series(dates).duplicated(keep=False).to_numpy()
+    if repeated.any():
+        out[repeated] = raw.take(pos[repeated]).duplicated(keep="first").to_numpy()
+    return out
 
 
 def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
@@ -67,57 +100,66 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     Returns the clean frame and an info dict of counts, ``columns_derived`` (tech features
     computed here), ``columns_dropped`` ({column: reason}) and ``feature_columns``. Raises
     :class:`InputError` naming ``path``, the problem and the fix when the data is unusable.
+    ``raw`` is not modified.
+
+    The row rules (1-3) pick row positions from the date and close columns and copy the frame
+    once; the feature rules (6-7) run on one 2-D array. Same result as applying each rule to the
+    frame in turn, at a fraction of the pandas calls (~100 columns, called per symbol).
     """
     info: dict[str, Any] = {"rows_in": len(raw)}
-    df = raw.copy()
     today = (today or pd.Timestamp.today()).normalize()
     need = min_rows(settings)
 
-    bad_date = df["date"].isna()
-    future = df["date"] > today
+    date = raw["date"]
+    bad_date = date.isna().to_numpy()
+    future = (date > today).to_numpy()
     info["rows_bad_date"] = int(bad_date.sum())
     info["rows_future_date"] = int(future.sum())
-    df = df[~bad_date & ~future]
-    if len(df) == 0:
+    pos = np.flatnonzero(~bad_date & ~future)  # positions in raw of the rows kept so far
+    if len(pos) == 0:
         raise InputError(path, f"no row has a usable date: {info['rows_bad_date']} unparseable, "
                          f"{info['rows_future_date']} after today ({today.date()})",
                          "write past trading dates as YYYY-MM-DD")
 
-    info["was_unsorted"] = bool(not df["date"].is_monotonic_increasing)
-    df = df.reset_index(drop=True).reset_index(names="_order")
-    df = df.sort_values(["date", "_order"], kind="stable")
-    exact = df.drop(columns="_order").duplicated(keep="first")
+    d = date.to_numpy()[pos]
+    info["was_unsorted"] = bool(not pd.Series(d).is_monotonic_increasing)
+    order = np.argsort(d, kind="stable")  # by date, ties in file order
+    pos, d = pos[order], d[order]
+    exact = _duplicate_rows(raw, pos, d)
     info["rows_exact_duplicate"] = int(exact.sum())
-    df = df[~exact]
-    conflict = df["date"].duplicated(keep="last")
+    pos, d = pos[~exact], d[~exact]
+    dates = date.take(pos)
+    conflict = dates.duplicated(keep="last").to_numpy()
     info["rows_conflicting_duplicate"] = int(conflict.sum())
     if conflict.any():
-        info["conflicting_dates"] = [str(d.date()) for d in df.loc[conflict, "date"].unique()[:5]]
-    df = df[~conflict].drop(columns="_order").reset_index(drop=True)
+        info["conflicting_dates"] = [str(x.date()) for x in dates[conflict].unique()[:5]]
+    pos = pos[~conflict]
 
-    close = df["close"].where(df["close"] > 0)
-    info["rows_no_close"] = int(close.isna().sum())
-    df = df[close.notna()].reset_index(drop=True)
-    if len(df) == 0:
+    has_close = (raw["close"].take(pos) > 0).to_numpy()
+    info["rows_no_close"] = int((~has_close).sum())
+    pos = pos[has_close]
+    if len(pos) == 0:
         raise InputError(path, "no row has a usable close price (all missing or <= 0)",
                          "fill the close column with positive prices")
-    if len(df) < need:
+    if len(pos) < need:
         raise InputError(
             path,
-            f"history too short: {len(df)} trading day(s) with a date and a close "
+            f"history too short: {len(pos)} trading day(s) with a date and a close "
             f"(file rows: {len(raw)}), {need} needed for {_need_text(settings)}",
             f"supply at least {need} trading days (about {need / 21:.0f} months), or lower "
             "lookback in the config",
         )
+    df = raw.take(pos).reset_index(drop=True)
 
     filled = {}
     for col in ("open", "high", "low"):
         if col not in df.columns:
             df[col] = np.nan
         filled[col] = int(df[col].isna().sum())
-    df["open"] = df["open"].fillna(df["close"].shift()).fillna(df["close"])
-    df["high"] = df["high"].fillna(df[["open", "close"]].max(axis=1))
-    df["low"] = df["low"].fillna(df[["open", "close"]].min(axis=1))
+    if any(filled.values()):
+        df["open"] = df["open"].fillna(df["close"].shift()).fillna(df["close"])
+        df["high"] = df["high"].fillna(df[["open", "close"]].max(axis=1))
+        df["low"] = df["low"].fillna(df[["open", "close"]].min(axis=1))
     info["ohlc_cells_filled_from_close"] = filled
     if "volume" not in df.columns:
         df["volume"] = np.nan
@@ -133,42 +175,52 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     info["columns_derived"] = derived
 
     feats = feature_columns(df)
-    missing_share = df[feats].isna().mean()
+    # float64 holds every float32 (derived) and float64 (file) value exactly
+    F = df[feats].to_numpy(dtype=np.float64)
+    missing_share = pd.Series(np.isnan(F).mean(axis=0), index=feats)
     drop = missing_share[missing_share > settings.max_missing_share].index.tolist()
     dropped = {c: ("no values" if missing_share[c] == 1 else
                    f"missing on {missing_share[c]:.0%} of rows") for c in drop}
-    df = df.drop(columns=drop)
+    kept = ~missing_share.index.isin(drop)
     feats = [c for c in feats if c not in drop]
     if not feats:
         raise InputError(path, "no usable feature column is left after cleaning",
                          "provide OHLCV columns or numeric feature columns")
-    df[feats] = df[feats].ffill(limit=settings.max_ffill_days)
+    F = _ffill(F[:, kept], settings.max_ffill_days)
+    valid = ~np.isnan(F)
 
     # a short history cannot afford the warm-up of the longest indicators: drop those first
-    warm = {c: _warmup(df[c]) for c in feats}
-    while len(feats) > 1 and int((~df[feats].isna().any(axis=1)).sum()) < need:
-        longest = max(warm[c] for c in feats)
-        if longest == min(warm[c] for c in feats):
+    warm = _first_valid(valid)
+    use = np.ones(len(feats), dtype=bool)
+    while use.sum() > 1 and int(valid[:, use].all(axis=1).sum()) < need:
+        longest, shortest = warm[use].max(), warm[use].min()
+        if longest == shortest:
             break
-        for c in [c for c in feats if warm[c] == longest]:
-            dropped[c] = f"warm-up of {longest} rows is too long for a {len(df)}-row history"
-        feats = [c for c in feats if warm[c] != longest]
-    df = df.drop(columns=[c for c in dropped if c in df.columns])
+        for j in np.flatnonzero(use & (warm == longest)):
+            dropped[feats[j]] = (f"warm-up of {longest} rows is too long for a {len(df)}-row "
+                                 "history")
+        use &= warm != longest
+    feats = [c for c, u in zip(feats, use, strict=True) if u]
     info["columns_dropped"] = dropped
 
-    still = df[feats].isna().any(axis=1)
-    info["rows_dropped_missing"] = int(still.sum())
-    df = df[~still].reset_index(drop=True)
-
-    if len(df) < need:
+    complete = valid[:, use].all(axis=1)
+    info["rows_dropped_missing"] = int((~complete).sum())
+    if int(complete.sum()) < need:
         raise InputError(
             path,
-            f"history too short: {len(df)} usable rows after cleaning and indicator warm-up "
-            f"(file rows: {len(raw)}), {need} needed for {_need_text(settings)}",
+            f"history too short: {int(complete.sum())} usable rows after cleaning and "
+            f"indicator warm-up (file rows: {len(raw)}), {need} needed for "
+            f"{_need_text(settings)}",
             f"supply a longer history (at least {need} trading days plus ~20 for indicator "
             "warm-up), or lower lookback in the config",
         )
-    df[feats] = df[feats].astype("float32")
+    rows = np.flatnonzero(complete)
+    values = F[np.ix_(rows, np.flatnonzero(use))].astype(np.float32)
+    block = pd.DataFrame(values, columns=feats)
+    rest = df.drop(columns=[c for c in df.columns if c in dropped or c in feats])
+    rest = rest.take(rows).reset_index(drop=True)
+    order = [c for c in df.columns if c not in dropped]
+    df = pd.concat([rest, block], axis=1)[order]
     df = label_frame(df, settings, info)
     info["rows_out"] = len(df)
     info["features"] = len(feats)
