@@ -6,9 +6,12 @@ them directly (no Dagster needed, e.g. on a GPU box).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ import pandas as pd
 from lstm_assets.core import report as report_mod
 from lstm_assets.core.clean import clean_frame
 from lstm_assets.core.evaluate import evaluate, load_truth
-from lstm_assets.core.ingest import find_raw_file, list_raw_files, read_raw
+from lstm_assets.core.ingest import RawInfo, find_raw_file, list_raw_files, read_raw
 from lstm_assets.core.model import (
     LoadedModel,
     library_versions,
@@ -68,11 +71,51 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+# The parse of the last raw files read by run_raw, for run_clean in the same process (the data
+# step runs raw -> clean -> sequences per symbol): parsing a raw CSV is the costliest part of
+# the data stages, and it used to be done twice. Keyed by the file's identity (device, inode,
+# size, modification time in ns), taken before the parse and checked again after it and by
+# run_clean; a file replaced or rewritten in between is parsed again. run_clean takes the
+# entry out, so at most a few parsed frames are held.
+_RAW_PARSES: dict[str, tuple[tuple[int, ...], pd.DataFrame, RawInfo]] = {}
+_RAW_PARSES_MAX = 2
+_RAW_PARSES_LOCK = threading.Lock()
+
+
+def _file_identity(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _parse_raw(path: Path, keep: bool) -> tuple[pd.DataFrame, RawInfo]:
+    """``read_raw(path)``, or the parse run_raw kept of the unchanged file (``keep``: keep this
+    parse for the next run_clean; otherwise take a kept one out)."""
+    key = str(path)
+    try:
+        ident = _file_identity(path)
+    except OSError:  # missing, a broken link...: read_raw says what is wrong
+        return read_raw(path)
+    if not keep:
+        with _RAW_PARSES_LOCK:
+            hit = _RAW_PARSES.pop(key, None)
+        if hit is not None and hit[0] == ident:
+            return hit[1], copy.deepcopy(hit[2])  # the raw stage's metadata shares its lists
+    df, info = read_raw(path)
+    if keep:
+        with _RAW_PARSES_LOCK, contextlib.suppress(OSError):
+            _RAW_PARSES.pop(key, None)
+            if _file_identity(path) == ident:  # not rewritten while it was read
+                while len(_RAW_PARSES) >= _RAW_PARSES_MAX:
+                    _RAW_PARSES.pop(next(iter(_RAW_PARSES)))
+                _RAW_PARSES[key] = (ident, df, info)
+    return df, info
+
+
 def run_raw(layout: Layout, symbol: str) -> dict[str, Any]:
     """Read and validate the symbol's raw file; metadata: rows, dates, columns and defects."""
 
     path = find_raw_file(layout.raw_dir, symbol)
-    df, info = read_raw(path)
+    df, info = _parse_raw(path, keep=True)
     dates = df["date"].dropna()
     return {
         "file": str(path), "bytes": path.stat().st_size, "content_hash": file_hash(path),
@@ -94,12 +137,14 @@ def run_clean(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]
     """Raw file -> ``clean_frames/<SYMBOL>.parquet`` (written atomically, only on success).
 
     Metadata shows the columns found in the file, the features derived from OHLCV and every
-    column dropped with its reason, beside the cleaning counts of :func:`clean_frame`.
+    column dropped with its reason, beside the cleaning counts of :func:`clean_frame`. Reuses
+    the parse of :func:`run_raw` when it ran on the same, unchanged file in this process.
     """
 
     path = find_raw_file(layout.raw_dir, symbol)
-    raw, rinfo = read_raw(path)
+    raw, rinfo = _parse_raw(path, keep=False)
     frame, info = clean_frame(raw, settings, str(path))
+    del raw  # the parse is not needed past this point (it is ~2x the clean frame)
     out = layout.warehouse.clean_frame(symbol)
     write_parquet(out, frame)
     derived = info.pop("columns_derived")
