@@ -33,7 +33,7 @@ from lstm_assets.core.model import (
     read_model_config,
     save_model,
 )
-from lstm_assets.core.sequences import SequenceSet, build_sequences
+from lstm_assets.core.sequences import SequenceSet, build_sequences_from_parquet
 from lstm_assets.core.settings import CLASSES, CLEAN_KEYS, MODEL_KEYS, Settings
 from lstm_assets.core.storage import Warehouse, read_parquet, write_parquet
 from lstm_assets.core.train import LSTMClassifier, fit
@@ -176,8 +176,15 @@ def _read_sequences(layout: Layout, symbol: str) -> SequenceSet:
 
 
 def run_sequences(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
-    frame = _read_clean(layout, symbol)
-    seq, info = build_sequences(frame, settings, str(layout.warehouse.clean_frame(symbol)))
+    """``clean_frames/<SYMBOL>.parquet`` -> ``sequence_tensors/<SYMBOL>.npz`` (atomic write).
+
+    The matrix is filled from the parquet file a block of columns at a time (see
+    :func:`build_sequences_from_parquet`): the frame itself is never loaded whole.
+    """
+    src = layout.warehouse.clean_frame(symbol)
+    if not src.exists():
+        raise FileNotFoundError(f"{src} is missing: materialize clean_frames[{symbol}] first")
+    seq, info = build_sequences_from_parquet(src, settings)
     out = layout.warehouse.sequences(symbol)
     seq.save(out)
     info["file_bytes"] = out.stat().st_size

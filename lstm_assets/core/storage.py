@@ -38,6 +38,8 @@ from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -298,6 +300,17 @@ def _write_npy(fh: IO[bytes], arr: np.ndarray) -> None:
     except ValueError:
         fmt.write_array_header_2_0(fh, header)
     fh.write(memoryview(arr.reshape(-1).view(np.uint8)))
+
+
+@contextlib.contextmanager
+def parquet_file(path: AnyPath) -> Iterator[pq.ParquetFile]:
+    """A ``pyarrow.parquet.ParquetFile`` of a local file or a store object (to read a few
+    columns, or the schema, without reading the whole file)."""
+    if is_remote(path):
+        yield pq.ParquetFile(pa.BufferReader(read_bytes(path)))
+        return
+    with open(path, "rb") as fh:  # a file object: the name is never read as a URI
+        yield pq.ParquetFile(fh)
 
 
 def write_npz(target: AnyPath, **arrays: np.ndarray) -> None:
