@@ -175,9 +175,9 @@ def build_sequences_from_parquet(path: AnyPath, settings: Settings) -> tuple[Seq
             return out.T
 
         X, mean, scale, var = _scaled_matrix(rows, feats, read_block, bounds.train_end)
-        small = pf.read(columns=["date", "label"], use_threads=False).to_pandas()
-    y = small["label"].to_numpy(dtype=np.int8)
-    return _assemble(X, y, small["date"].to_numpy(), bounds, feats, mean, scale, var, settings)
+        y = pf.read(columns=["label"], use_threads=False).column(0).to_numpy().astype(np.int8)
+        dates = pf.read(columns=["date"], use_threads=False).column(0).to_numpy()
+    return _assemble(X, y, dates, bounds, feats, mean, scale, var, settings)
 
 
 def window_view(X: np.ndarray, lookback: int) -> np.ndarray:
