@@ -455,6 +455,7 @@ def test_bad_input_wrong_file_kind(tmp_path: Path, tiny: Settings) -> None:
     ragged.write_text("\n".join(text) + "\n")
     raw, info = read_raw(ragged)
     assert info.bad_lines == 1 and len(raw) == 399
+    assert "first at line 6" in info.notes[-1]  # the header is line 1
     text = [ln + ",x" if i % 3 == 0 else ln for i, ln in enumerate(text)]
     ragged.write_text("\n".join(text) + "\n")
     with pytest.raises(InputError) as e:
