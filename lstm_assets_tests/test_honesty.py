@@ -13,13 +13,13 @@ import pytest
 from lstm_assets.core.honesty import check_demo, format_summary
 from lstm_assets.core.settings import Settings
 
-# Calibrated on this exact config (default LSTM, 2 symbols x 20 years, seed 3; after the
-# generator's seeding fix): the model scored 52.6% against an oracle of 67.9% and a best baseline
-# of 37.3% (logistic regression on the last day). The issue's full-size target (within 3 points
-# of the oracle) is NOT reached; a model that learns nothing sits ~33 points below the oracle.
-# These bounds catch a pipeline that stops learning or starts leaking, not that gap.
-ORACLE_TOL = 0.22  # mean model accuracy may sit at most this far below the mean oracle
-BASELINE_MARGIN = 0.06  # ...and must beat every baseline's mean accuracy by at least this
+# Calibrated on this exact config (default LSTM, 2 symbols x 20 years, seed 3): the model scored
+# 66.8% against an oracle of 67.9% (1.1 points below) and a best baseline of 37.3% (logistic
+# regression on the last day). Before the input group lasso (settings.input_group_lasso) it
+# scored 52.6%: the LSTM memorized its ~2,850 training windows through the ~90 features that
+# carry no signal. A model that learns nothing sits ~33 points below the oracle.
+ORACLE_TOL = 0.05  # the issue's 3 points, plus the sampling noise of 2 symbols' test windows
+BASELINE_MARGIN = 0.15  # the model must beat every baseline's mean accuracy by at least this
 NULL_TOL = 0.03  # on null data: model minus majority, 2 points + sampling noise of 2 symbols
 
 SMALL = Settings(max_epochs=40, bootstrap_samples=100, device="cpu")

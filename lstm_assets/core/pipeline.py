@@ -426,7 +426,8 @@ def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, A
         rep["walk_forward"] = walk_forward(frame, settings, settings.walk_forward_folds)
     rep["training"] = {k: model.config["training"].get(k) for k in
                        ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
-                        "seconds", "device", "init")}
+                        "seconds", "device", "init", "features_used", "top_features")}
+    rep["training"]["features_total"] = len(model.config["features"])
     # cold vs warm: the previous model and this one on the same val/test windows (see run_train)
     rep["retrain"] = model.config.get("retrain")
     history = model.config["training"].get("history", [])

@@ -141,6 +141,10 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
         lines.append(f"Training: {t.get('epochs_run')} epochs (best {t.get('best_epoch')}, "
                      f"{t.get('init', 'cold')} start) on {t.get('device')}, "
                      f"{(t.get('seconds') or 0):.1f} s.")
+        if t.get("top_features"):
+            lines.append(f"Input features in use: {t.get('features_used')} of "
+                         f"{t.get('features_total') or '?'}; largest weights: "
+                         f"{', '.join(t['top_features'])}.")
     r = rep.get("retrain") or {}
     if r:
         lines.append(f"Retrain: {r.get('init', 'cold')} start ({r.get('reason', '')}).")

@@ -3,7 +3,9 @@
 The Dagster layer builds its config class from this dataclass (see ``lstm_assets.defs.resources``),
 so a default is written exactly once. Defaults for the model and training are the old script's:
 2 LSTM layers x 128 hidden units, dropout 0.2, 30-step lookback, 3 classes, Adam, a
-plateau LR scheduler, early stopping on validation loss, a chronological 60/20/20 split.
+plateau LR scheduler, early stopping on validation loss, a chronological 60/20/20 split. One
+addition: a group lasso on the first layer's input weights (``input_group_lasso``; README,
+"The model").
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ class Settings:
     class_weighted: bool = True
     input_noise: float = 0.0
     """Std of Gaussian noise added to the scaled inputs of each training batch (0 = off)."""
+    input_dropout: float = 0.0
+    """Share of input features zeroed per training window (the same features on every step of
+    the window), a regularizer against memorizing the training windows (0 = off)."""
+    input_group_lasso: float = 5.0
+    """Strength of a group-lasso penalty on the first LSTM layer's input weights, one group per
+    input feature, applied as a proximal step after each optimizer step (0 = off). It drives the
+    weights of features that do not help to exactly zero: feature selection inside the model."""
     seed: int = 42
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
@@ -121,5 +130,6 @@ SEQUENCE_KEYS = CLEAN_KEYS
 MODEL_KEYS = (
     "lookback", "hidden_size", "num_layers", "dropout", "max_epochs", "batch_size",
     "learning_rate", "weight_decay", "lr_factor", "lr_patience", "early_stop_patience",
-    "min_delta", "grad_clip", "class_weighted", "input_noise", "seed",
+    "min_delta", "grad_clip", "class_weighted", "input_noise", "input_dropout",
+    "input_group_lasso", "seed",
 )

@@ -70,6 +70,11 @@ class TrainResult:
     resumed_from_epoch: int = 0
     stopped_early: bool = False
     init: str = "cold"
+    features_used: int = 0
+    """Input features whose first-layer weights are not all zero (the group lasso zeroes the
+    others: the model cannot see them)."""
+    top_features: list[str] = field(default_factory=list)
+    """Up to 10 input features with the largest first-layer weight norms, largest first."""
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("state", "history")}
@@ -103,6 +108,16 @@ def evaluate_loss(net: nn.Module, X: torch.Tensor, y: torch.Tensor, rows: torch.
         correct += (lp.argmax(1) == yb).sum()
     net.train()
     return loss_sum / w_sum.clamp_min(1e-12), correct / max(len(rows), 1)
+
+
+@torch.no_grad()
+def _group_lasso_prox(net: LSTMClassifier, threshold: float) -> None:
+    """Proximal step of a group lasso on the first layer's input weights (one group = one input
+    feature's column across all gates): shrink each column's norm by ``threshold``, to zero when
+    it is smaller."""
+    w = net.lstm.weight_ih_l0  # (4 * hidden, features)
+    norms = w.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    w.mul_((1 - threshold / norms).clamp_min(0))
 
 
 def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
@@ -182,6 +197,9 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
             xb = X[idx[:, None] + offsets]
             if settings.input_noise > 0:  # Gaussian input noise: a regularizer against memorizing
                 xb = xb + settings.input_noise * torch.randn_like(xb)
+            if settings.input_dropout > 0:  # drop whole features of a window (all its steps)
+                keep = torch.rand(xb.shape[0], 1, xb.shape[2], device=device)
+                xb = xb * (keep >= settings.input_dropout) / (1 - settings.input_dropout)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = net(xb)
             loss = criterion(logits.float(), y[idx])
@@ -190,6 +208,8 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
             if settings.grad_clip > 0:
                 nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
             opt.step()
+            if settings.input_group_lasso > 0:
+                _group_lasso_prox(net, opt.param_groups[0]["lr"] * settings.input_group_lasso)
             total += loss.detach() * len(idx)
         train_seconds = time.perf_counter() - t0
         t_train += train_seconds
@@ -221,6 +241,10 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
     if best_state is None:  # zero epochs asked for: keep the initial weights
         best_state = copy.deepcopy(net.state_dict())
     res.state = {k: v.detach().cpu() for k, v in best_state.items()}
+    norms = res.state["lstm.weight_ih_l0"].float().norm(dim=0)
+    res.features_used = int((norms > 0).sum())
+    order = torch.argsort(norms, descending=True)[:10].tolist()
+    res.top_features = [seq.features[i] for i in order if norms[i] > 0]
     res.epochs_run = len(res.history)
     best = next((r for r in res.history if int(r["epoch"]) == res.best_epoch), None)
     res.best_val_loss = best["val_loss"] if best else float("nan")
