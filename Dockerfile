@@ -47,10 +47,14 @@ RUN pip install -e ".[scaleout]" \
 
 # A default instance for a single container; Helm/K8sRunLauncher mount their own dagster.yaml
 # over it, and LSTM_INSTANCE=postgres (+ DAGSTER_PG_*) selects deploy/postgres/dagster.yaml.
-RUN mkdir -p "$DAGSTER_HOME" \
+# data/ is where the CLI and the resources put raw files, demo truth and the warehouse by default
+# (relative to this WORKDIR), so the non-root user must own it; mount a volume there to keep it.
+# Group 0 with the owner's permissions: also writable under an arbitrary UID (OpenShift).
+RUN mkdir -p "$DAGSTER_HOME" /opt/lstm_assets/data \
     && cp dagster_home_template/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin dagster \
-    && chown -R dagster "$DAGSTER_HOME"
+    && chown -R 10001:0 "$DAGSTER_HOME" /opt/lstm_assets/data \
+    && chmod -R g=u "$DAGSTER_HOME" /opt/lstm_assets/data
 USER 10001
 
 EXPOSE 3030
