@@ -120,6 +120,14 @@ def _group_lasso_prox(net: LSTMClassifier, threshold: float) -> None:
     w.mul_((1 - threshold / norms).clamp_min(0))
 
 
+def set_feature_use(res: TrainResult, features: list[str]) -> None:
+    """Fill ``features_used`` / ``top_features`` from the trained first-layer input weights."""
+    norms = res.state["lstm.weight_ih_l0"].float().norm(dim=0)
+    res.features_used = int((norms > 0).sum())
+    order = torch.argsort(norms, descending=True)[:10].tolist()
+    res.top_features = [features[i] for i in order if norms[i] > 0]
+
+
 def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
         fingerprint: str = "", init_state: dict[str, torch.Tensor] | None = None,
         max_epochs: int | None = None,
@@ -241,10 +249,7 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
     if best_state is None:  # zero epochs asked for: keep the initial weights
         best_state = copy.deepcopy(net.state_dict())
     res.state = {k: v.detach().cpu() for k, v in best_state.items()}
-    norms = res.state["lstm.weight_ih_l0"].float().norm(dim=0)
-    res.features_used = int((norms > 0).sum())
-    order = torch.argsort(norms, descending=True)[:10].tolist()
-    res.top_features = [seq.features[i] for i in order if norms[i] > 0]
+    set_feature_use(res, seq.features)
     res.epochs_run = len(res.history)
     best = next((r for r in res.history if int(r["epoch"]) == res.best_epoch), None)
     res.best_val_loss = best["val_loss"] if best else float("nan")
