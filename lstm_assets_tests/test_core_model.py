@@ -61,3 +61,16 @@ def test_save_and_load_roundtrip(tmp_path: Path) -> None:
     rows = np.arange(3, 20)
     np.testing.assert_allclose(m.predict_proba(X, rows), predict_proba(net, X, rows, 4),
                                atol=1e-6)
+
+
+
+def test_artifacts_get_the_umask_mode_not_owner_only(tmp_path: Path) -> None:
+    """Atomic writes go through mkstemp (0600); the final file must have the mode a plain open()
+    gives, so other users, pods under another uid and shared folders can read models."""
+    from lstm_assets.core import storage
+
+    storage.write_json(tmp_path / "a.json", {"x": 1})
+    with open(tmp_path / "b.json", "w") as fh:  # what a plain open() gives under this umask
+        fh.write("{}")
+    assert ((tmp_path / "a.json").stat().st_mode & 0o777
+            == (tmp_path / "b.json").stat().st_mode & 0o777)

@@ -145,6 +145,10 @@ def symbol_path(folder: AnyPath, symbol: str, suffix: str) -> AnyPath:
     return path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
+
+
 @contextlib.contextmanager
 def atomic_path(target: AnyPath) -> Iterator[Path]:
     """Yield a local temp path; on success it replaces ``target`` atomically.
@@ -163,6 +167,9 @@ def atomic_path(target: AnyPath) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # mkstemp makes the file owner-only (0600); give it the mode a plain open() would, so other
+    # users, pods under another uid and shared folders can read the artifact
+    os.fchmod(fd, 0o666 & ~_UMASK)
     os.close(fd)
     try:
         yield Path(tmp_name)
