@@ -36,7 +36,14 @@ from torch import nn
 from lstm_assets.core.model import LSTMClassifier, n_params
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES, Settings
-from lstm_assets.core.train import TrainResult, class_weights, pick_device, set_feature_use
+from lstm_assets.core.train import (
+    TrainResult,
+    class_weights,
+    drop_features,
+    group_lasso_prox_,
+    pick_device,
+    set_feature_use,
+)
 
 log = logging.getLogger(__name__)
 
@@ -246,9 +253,8 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         xb = X[sym[:, None, None], idx[:, :, None] + offsets]  # (S, B, T, F)
         if train and noise > 0:
             xb = xb + noise * torch.randn_like(xb)
-        if train and settings.input_dropout > 0:  # whole features of a window, as in fit()
-            keep = torch.rand(S, xb.shape[1], 1, n_feat, device=device)
-            xb = xb * (keep >= settings.input_dropout) / (1 - settings.input_dropout)
+        if train and settings.input_dropout > 0:
+            xb = drop_features(xb, settings.input_dropout)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_ac):
             logits = net(xb)
         yb = Y[sym[:, None], idx]
@@ -288,12 +294,9 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                         p.grad.mul_(coef.view((-1,) + (1,) * (p.dim() - 1)))
             active = mask.any(1) & ~done
             opt.step(active)
-            if settings.input_group_lasso > 0:  # fit()'s proximal step, per symbol
-                with torch.no_grad():
-                    w = net.p("lstm.weight_ih_l0")  # (S, 4H, F)
-                    thr = (opt.lr.float() * settings.input_group_lasso * active)[:, None, None]
-                    w.mul_((1 - thr / w.norm(dim=1, keepdim=True).clamp_min(1e-12))
-                           .clamp_min(0))
+            if settings.input_group_lasso > 0:  # fit()'s step, each symbol at its own lr
+                thr = opt.lr.float() * settings.input_group_lasso * active
+                group_lasso_prox_(net.p("lstm.weight_ih_l0"), thr[:, None, None])
             total += loss_s.detach() * mask.sum(1)
         sec = time.perf_counter() - t0
         t_train += sec

@@ -35,7 +35,7 @@ from lstm_assets.core.model import (
 )
 from lstm_assets.core.sequences import SequenceSet, build_sequences_from_parquet
 from lstm_assets.core.settings import CLASSES, CLEAN_KEYS, MODEL_KEYS, Settings
-from lstm_assets.core.storage import Warehouse, read_parquet, write_parquet
+from lstm_assets.core.storage import AnyPath, Warehouse, read_parquet, write_parquet
 from lstm_assets.core.train import LSTMClassifier, fit
 from lstm_assets.core.walkforward import walk_forward
 
@@ -161,18 +161,20 @@ def run_clean(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]
     }
 
 
+def _upstream(path: AnyPath, asset: str, symbol: str) -> AnyPath:
+    """``path``, or a clear error naming the asset to materialize first."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: materialize {asset}[{symbol}] first")
+    return path
+
+
 def _read_clean(layout: Layout, symbol: str) -> pd.DataFrame:
-    p = layout.warehouse.clean_frame(symbol)
-    if not p.exists():
-        raise FileNotFoundError(f"{p} is missing: materialize clean_frames[{symbol}] first")
-    return read_parquet(p)
+    return read_parquet(_upstream(layout.warehouse.clean_frame(symbol), "clean_frames", symbol))
 
 
 def _read_sequences(layout: Layout, symbol: str) -> SequenceSet:
-    p = layout.warehouse.sequences(symbol)
-    if not p.exists():
-        raise FileNotFoundError(f"{p} is missing: materialize sequence_tensors[{symbol}] first")
-    return SequenceSet.load(p)
+    return SequenceSet.load(_upstream(layout.warehouse.sequences(symbol), "sequence_tensors",
+                                      symbol))
 
 
 def run_sequences(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
@@ -181,9 +183,7 @@ def run_sequences(layout: Layout, symbol: str, settings: Settings) -> dict[str, 
     The matrix is filled from the parquet file a block of columns at a time (see
     :func:`build_sequences_from_parquet`): the frame itself is never loaded whole.
     """
-    src = layout.warehouse.clean_frame(symbol)
-    if not src.exists():
-        raise FileNotFoundError(f"{src} is missing: materialize clean_frames[{symbol}] first")
+    src = _upstream(layout.warehouse.clean_frame(symbol), "clean_frames", symbol)
     seq, info = build_sequences_from_parquet(src, settings)
     out = layout.warehouse.sequences(symbol)
     seq.save(out)

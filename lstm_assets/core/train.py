@@ -111,13 +111,20 @@ def evaluate_loss(net: nn.Module, X: torch.Tensor, y: torch.Tensor, rows: torch.
 
 
 @torch.no_grad()
-def _group_lasso_prox(net: LSTMClassifier, threshold: float) -> None:
-    """Proximal step of a group lasso on the first layer's input weights (one group = one input
-    feature's column across all gates): shrink each column's norm by ``threshold``, to zero when
-    it is smaller."""
-    w = net.lstm.weight_ih_l0  # (4 * hidden, features)
-    norms = w.norm(dim=0, keepdim=True).clamp_min(1e-12)
+def group_lasso_prox_(w: torch.Tensor, threshold: float | torch.Tensor) -> None:
+    """Proximal step of a group lasso on input weights ``w`` of shape (..., 4 * hidden,
+    features), in place: one group = one input feature's column across all gates; each
+    column's norm shrinks by ``threshold`` (a number, or a tensor broadcasting to
+    (..., 1, 1)), to zero when it is smaller."""
+    norms = w.norm(dim=-2, keepdim=True).clamp_min(1e-12)
     w.mul_((1 - threshold / norms).clamp_min(0))
+
+
+def drop_features(xb: torch.Tensor, p: float) -> torch.Tensor:
+    """Input dropout of whole features: windows ``xb`` (..., steps, features) with each
+    window's dropped features zero on every step, the rest scaled by 1 / (1 - p)."""
+    keep = torch.rand(*xb.shape[:-2], 1, xb.shape[-1], device=xb.device)
+    return xb * (keep >= p) / (1 - p)
 
 
 def set_feature_use(res: TrainResult, features: list[str]) -> None:
@@ -205,9 +212,8 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
             xb = X[idx[:, None] + offsets]
             if settings.input_noise > 0:  # Gaussian input noise: a regularizer against memorizing
                 xb = xb + settings.input_noise * torch.randn_like(xb)
-            if settings.input_dropout > 0:  # drop whole features of a window (all its steps)
-                keep = torch.rand(xb.shape[0], 1, xb.shape[2], device=device)
-                xb = xb * (keep >= settings.input_dropout) / (1 - settings.input_dropout)
+            if settings.input_dropout > 0:
+                xb = drop_features(xb, settings.input_dropout)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 logits = net(xb)
             loss = criterion(logits.float(), y[idx])
@@ -217,7 +223,8 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
                 nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
             opt.step()
             if settings.input_group_lasso > 0:
-                _group_lasso_prox(net, opt.param_groups[0]["lr"] * settings.input_group_lasso)
+                group_lasso_prox_(net.lstm.weight_ih_l0,
+                                  opt.param_groups[0]["lr"] * settings.input_group_lasso)
             total += loss.detach() * len(idx)
         train_seconds = time.perf_counter() - t0
         t_train += train_seconds
