@@ -84,6 +84,25 @@ def test_bench_multi_symbol_training_with_dropout_learns(demo_raw: Path, tmp_pat
         assert r.state["lstm.weight_ih_l0"].shape == (4 * 8, seqs[0].X.shape[1])
 
 
+def test_fit_trains_in_fp32_where_bf16_lstm_is_unsupported(
+        demo_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU whose cuDNN has no bf16 RNN (before 9.13) must train in fp32, not fail: with the
+    probe saying "unsupported", autocast=True gives exactly the fp32 weights."""
+    from lstm_assets.core import train
+
+    s = Settings(lookback=10, hidden_size=8, num_layers=1, dropout=0.0, max_epochs=2,
+                 device="cpu", num_threads=1)
+    seq = _three_symbols(demo_raw, tmp_path, s)[0]
+    monkeypatch.setitem(train._BF16_LSTM, "cpu", False)
+    fell_back = fit(seq, s, autocast=True)
+    plain = fit(seq, s, autocast=False)
+    assert fell_back.precision == plain.precision == "fp32"
+    for k in plain.state:
+        assert torch.equal(fell_back.state[k], plain.state[k]), k
+    monkeypatch.setitem(train._BF16_LSTM, "cpu", True)
+    assert fit(seq, s, autocast=True, max_epochs=1).precision == "bf16-autocast"
+
+
 @pytest.mark.parametrize(("feats", "hidden", "layers", "lookback", "mflop"),
                          [(95, 128, 2, 30, 44.2)])
 def test_bench_flops_per_sequence(feats: int, hidden: int, layers: int, lookback: int,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import sys
@@ -46,7 +47,7 @@ from lstm_assets.core.bench_multi import fit_many
 from lstm_assets.core.bench_reference import reference_fit
 from lstm_assets.core.pipeline import Layout
 from lstm_assets.core.sequences import SequenceSet
-from lstm_assets.core.train import fit
+from lstm_assets.core.train import bf16_lstm_ok, fit
 
 GPU_KEYS: tuple[str, ...] = (
     "gpu_name", "gpu_matmul_bf16_tflops", "gpu_matmul_fp32_tflops",
@@ -66,115 +67,187 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+class _Steps:
+    """Runs the GPU section's steps one by one: a step that fails is recorded (its error in
+    ``details["errors"]``, a row saying so) and the next one still runs; ``save`` is called after
+    every step, so a run cut off by a time limit still leaves what it measured."""
+
+    def __init__(self, figures: dict[str, Any], details: dict[str, Any],
+                 rows: list[tuple[str, str, str, bool | None]], say: Callable[[str], None],
+                 save: Callable[[], None] | None) -> None:
+        self.figures, self.details, self.rows, self.say, self.save = (figures, details, rows,
+                                                                        say, save)
+
+    def __call__(self, name: str, fn: Callable[[], None]) -> bool:
+        t0 = time.perf_counter()
+        try:
+            fn()
+            ok = True
+        except Exception as e:  # noqa: BLE001 - one failed measurement must not lose the rest
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            self.say(f"gpu: step '{name}' failed: {msg}")
+            self.details.setdefault("errors", {})[name] = msg
+            self.rows.append((name, f"failed: {msg}", "", False))
+            ok = False
+        self.details.setdefault("step_seconds", {})[name] = round(time.perf_counter() - t0, 2)
+        if self.save is not None:
+            self.save()
+        return ok
+
+
 def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], None],
-                cpu_sps: float | None = None, device: str = "cuda") -> dict[str, Any]:
-    """Measure the GPU figures on ``seqs`` (all symbols); returns figures, details, table rows."""
+                cpu_sps: float | None = None, device: str = "cuda",
+                save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Measure the GPU figures on ``seqs`` (all symbols); returns figures, details, table rows.
+
+    ``save(partial)`` (optional) gets the figures so far after every step.
+    """
     st = size.settings.replace(device=device)
     f: dict[str, Any] = dict.fromkeys(GPU_KEYS)
     rows: list[tuple[str, str, str, bool | None]] = []
     details: dict[str, Any] = {}
+    out = {"figures": f, "details": details, "rows": rows}
+    step = _Steps(f, details, rows, say, None if save is None else lambda: save(out))
     on_gpu = device.startswith("cuda")
-    f["gpu_name"] = torch.cuda.get_device_name(0) if on_gpu else f"{device} (dry run)"
-    n = 8192 if on_gpu else size.matmul_n
-    f["gpu_matmul_bf16_tflops"] = matmul_gflops(n, 10, device, torch.bfloat16) / 1e3
-    f["gpu_matmul_fp32_tflops"] = matmul_gflops(n, 10, device, torch.float32) / 1e3
-    rows.append(("device matmul bf16 / fp32",
-                 f"{f['gpu_matmul_bf16_tflops']:.0f} / {f['gpu_matmul_fp32_tflops']:.0f} TFLOP/s"
-                 if on_gpu else f"{f['gpu_matmul_bf16_tflops']:.3f} / "
-                 f"{f['gpu_matmul_fp32_tflops']:.3f} TFLOP/s", "", None))
-
     one, E = seqs[0], size.gpu_epochs
     flops = lstm_flops_per_sequence(one.X.shape[1], st.hidden_size, st.num_layers, one.lookback)
-    say(f"gpu: fit on one symbol ({len(one.end_rows('train'))} windows), {E} epochs")
-    fit(one, st, max_epochs=1)  # warm-up: cuDNN plans, allocator
-    res = fit(one, st, max_epochs=E)
-    f["gpu_fit_sequences_per_second"] = res.sequences_per_second
-    f["gpu_fit_val_loss"] = res.history[-1]["val_loss"]
-    lb = st.replace(batch_size=size.gpu_large_batch)
-    fit(one, lb, max_epochs=1)
-    res_lb = fit(one, lb, max_epochs=E)
-    f["gpu_large_batch"] = size.gpu_large_batch
-    f["gpu_large_batch_sequences_per_second"] = res_lb.sequences_per_second
-    f["gpu_large_batch_val_loss"] = res_lb.history[-1]["val_loss"]
-    say("gpu: reference loop")
-    ref = reference_fit(one, st, E, batch_size=64)
-    f["gpu_reference_sequences_per_second"] = (ref.train_sequences * len(ref.epoch_seconds)
-                                               / sum(ref.epoch_seconds))
-    f["gpu_reference_val_loss"] = ref.final_val_loss
-    f["gpu_speedup_vs_reference"] = (f["gpu_fit_sequences_per_second"]
-                                     / f["gpu_reference_sequences_per_second"])
-    rows += [
-        ("project loop, bf16 autocast, batch 64",
-         f"{res.sequences_per_second:,.0f} seq/s, val loss {f['gpu_fit_val_loss']:.4f}", "",
-         None),
-        (f"project loop, bf16 autocast, batch {size.gpu_large_batch}",
-         f"{res_lb.sequences_per_second:,.0f} seq/s "
-         f"({res_lb.sequences_per_second * flops / 1e12:.2f} TFLOP/s), "
-         f"val loss {f['gpu_large_batch_val_loss']:.4f} after {E} epochs", "", None),
-        ("reference loop (DataLoader, .item()), batch 64",
-         f"{f['gpu_reference_sequences_per_second']:,.0f} seq/s, "
-         f"val loss {f['gpu_reference_val_loss']:.4f}", "", None),
-        ("project / reference (batch 64)", f"{f['gpu_speedup_vs_reference']:.2f}x", ">= 0.95x",
-         f["gpu_speedup_vs_reference"] >= 0.95),
-    ]
+    got: dict[str, Any] = {}
 
-    say(f"gpu: all {len(seqs)} symbols at once (groups of {size.gpu_group_size}), "
-        f"up to {st.max_epochs} epochs with early stopping")
-    _sync(device)
-    t0 = time.perf_counter()
-    many = fit_many(seqs, st, group_size=size.gpu_group_size)
-    _sync(device)
-    wall = time.perf_counter() - t0
-    seen = sum(r.train_sequences * r.epochs_run for r in many)
-    f["gpu_multi_symbols"] = len(many)
-    f["gpu_train_all_symbols_seconds"] = wall
-    f["gpu_multi_sequences_per_second"] = seen / wall
-    f["gpu_multi_epochs_run_mean"] = float(np.mean([r.epochs_run for r in many]))
-    f["gpu_multi_best_val_loss_mean"] = float(np.mean([r.best_val_loss for r in many]))
-    f["gpu_multi_first_best_val_loss"] = many[0].best_val_loss
-    f["gpu_multi_speedup_vs_reference"] = (f["gpu_multi_sequences_per_second"]
-                                           / f["gpu_reference_sequences_per_second"])
-    details["multi"] = [{"epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
-                         "best_val_loss": r.best_val_loss, "stopped_early": r.stopped_early}
-                        for r in many]
-    say(f"gpu: one symbol alone, same settings ({wall:.1f}s for all at once)")
-    _sync(device)
-    t0 = time.perf_counter()
-    single = fit(one, st)
-    _sync(device)
-    f["gpu_single_symbol_seconds"] = time.perf_counter() - t0
-    f["gpu_single_best_val_loss"] = single.best_val_loss
-    f["gpu_sequential_all_symbols_estimate_seconds"] = f["gpu_single_symbol_seconds"] * len(seqs)
+    def yardsticks() -> None:
+        f["gpu_name"] = torch.cuda.get_device_name(0) if on_gpu else f"{device} (dry run)"
+        if on_gpu:
+            details["cudnn"] = torch.backends.cudnn.version()
+            details["bf16_lstm_supported"] = bf16_lstm_ok(torch.device(device))
+        n = 8192 if on_gpu else size.matmul_n
+        f["gpu_matmul_bf16_tflops"] = matmul_gflops(n, 10, device, torch.bfloat16) / 1e3
+        f["gpu_matmul_fp32_tflops"] = matmul_gflops(n, 10, device, torch.float32) / 1e3
+        rows.append(("device matmul bf16 / fp32",
+                     f"{f['gpu_matmul_bf16_tflops']:.0f} / {f['gpu_matmul_fp32_tflops']:.0f} "
+                     "TFLOP/s" if on_gpu else f"{f['gpu_matmul_bf16_tflops']:.3f} / "
+                     f"{f['gpu_matmul_fp32_tflops']:.3f} TFLOP/s", "", None))
 
-    if cpu_sps is None:
-        say("gpu: the project loop on this box's CPU (all cores, then 1 thread), one epoch")
-        all_cores = fit(one, st.replace(device="cpu", num_threads=DEFAULT_THREADS), max_epochs=1)
-        one_thread = fit(one, st.replace(device="cpu", num_threads=1), max_epochs=1)
-        details["cpu_sequences_per_second"] = {
-            f"{DEFAULT_THREADS}_threads": all_cores.sequences_per_second,
-            "1_thread": one_thread.sequences_per_second}
-        cpu_sps = max(all_cores.sequences_per_second, one_thread.sequences_per_second)
-    f["gpu_cpu_sequences_per_second"] = cpu_sps
-    f["gpu_speedup_vs_cpu_project"] = f["gpu_multi_sequences_per_second"] / cpu_sps
-    k = len(many)
-    target_s = 300.0 * k / 164
-    rows += [
-        (f"all {k} symbols x {size.gpu_years} y trained at once (stacked, bf16)",
-         f"{wall:.1f}s, {f['gpu_multi_sequences_per_second']:,.0f} seq/s, "
-         f"{f['gpu_multi_epochs_run_mean']:.1f} epochs/symbol (early stopping), "
-         f"mean best val loss {f['gpu_multi_best_val_loss_mean']:.4f}",
-         f"<= {target_s:.0f}s" + ("" if k == 164 else " (pro rata)"), wall <= target_s),
-        ("one symbol alone (fit), same settings",
-         f"{f['gpu_single_symbol_seconds']:.1f}s (x{k} = "
-         f"{f['gpu_sequential_all_symbols_estimate_seconds']:.0f}s sequential), best val loss "
-         f"{single.best_val_loss:.4f} (stacked: {many[0].best_val_loss:.4f})", "", None),
-        ("stacked throughput / reference loop", f"{f['gpu_multi_speedup_vs_reference']:.1f}x",
-         "", None),
-        ("stacked throughput / CPU project loop",
-         f"{f['gpu_speedup_vs_cpu_project']:.1f}x (CPU {cpu_sps:,.0f} seq/s)", ">= 20x",
-         f["gpu_speedup_vs_cpu_project"] >= 20),
-    ]
-    return {"figures": f, "details": details, "rows": rows}
+    def one_symbol() -> None:
+        say(f"gpu: fit on one symbol ({len(one.end_rows('train'))} windows), {E} epochs")
+        fit(one, st, max_epochs=1)  # warm-up: cuDNN plans, allocator
+        res = fit(one, st, max_epochs=E)
+        f["gpu_fit_sequences_per_second"] = res.sequences_per_second
+        f["gpu_fit_val_loss"] = res.history[-1]["val_loss"]
+        details["fit_precision"] = res.precision
+        rows.append((f"project loop ({res.precision}), batch 64",
+                     f"{res.sequences_per_second:,.0f} seq/s, val loss "
+                     f"{f['gpu_fit_val_loss']:.4f}", "", None))
+
+    def large_batch() -> None:
+        lb = st.replace(batch_size=size.gpu_large_batch)
+        fit(one, lb, max_epochs=1)
+        res_lb = fit(one, lb, max_epochs=E)
+        f["gpu_large_batch"] = size.gpu_large_batch
+        f["gpu_large_batch_sequences_per_second"] = res_lb.sequences_per_second
+        f["gpu_large_batch_val_loss"] = res_lb.history[-1]["val_loss"]
+        rows.append((f"project loop ({res_lb.precision}), batch {size.gpu_large_batch}",
+                     f"{res_lb.sequences_per_second:,.0f} seq/s "
+                     f"({res_lb.sequences_per_second * flops / 1e12:.2f} TFLOP/s), "
+                     f"val loss {f['gpu_large_batch_val_loss']:.4f} after {E} epochs", "", None))
+
+    def reference() -> None:
+        say("gpu: reference loop")
+        ref = reference_fit(one, st, E, batch_size=64)
+        f["gpu_reference_sequences_per_second"] = (ref.train_sequences * len(ref.epoch_seconds)
+                                                   / sum(ref.epoch_seconds))
+        f["gpu_reference_val_loss"] = ref.final_val_loss
+        rows.append(("reference loop (DataLoader, .item(), fp32), batch 64",
+                     f"{f['gpu_reference_sequences_per_second']:,.0f} seq/s, "
+                     f"val loss {f['gpu_reference_val_loss']:.4f}", "", None))
+        if f["gpu_fit_sequences_per_second"]:
+            f["gpu_speedup_vs_reference"] = (f["gpu_fit_sequences_per_second"]
+                                             / f["gpu_reference_sequences_per_second"])
+            rows.append(("project / reference (batch 64)", f"{f['gpu_speedup_vs_reference']:.2f}x",
+                         ">= 0.95x", f["gpu_speedup_vs_reference"] >= 0.95))
+
+    def all_symbols() -> None:
+        say(f"gpu: all {len(seqs)} symbols at once (groups of {size.gpu_group_size}), "
+            f"up to {st.max_epochs} epochs with early stopping")
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        _sync(device)
+        t0 = time.perf_counter()
+        many = fit_many(seqs, st, group_size=size.gpu_group_size)
+        _sync(device)
+        wall = time.perf_counter() - t0
+        got["many"], got["wall"] = many, wall
+        seen = sum(r.train_sequences * r.epochs_run for r in many)
+        f["gpu_multi_symbols"] = len(many)
+        f["gpu_train_all_symbols_seconds"] = wall
+        f["gpu_multi_sequences_per_second"] = seen / wall
+        f["gpu_multi_epochs_run_mean"] = float(np.mean([r.epochs_run for r in many]))
+        f["gpu_multi_best_val_loss_mean"] = float(np.mean([r.best_val_loss for r in many]))
+        f["gpu_multi_first_best_val_loss"] = many[0].best_val_loss
+        if f["gpu_reference_sequences_per_second"]:
+            f["gpu_multi_speedup_vs_reference"] = (f["gpu_multi_sequences_per_second"]
+                                                   / f["gpu_reference_sequences_per_second"])
+        details["multi_epochs_run_max"] = max(r.epochs_run for r in many)
+        details["multi_features_used_mean"] = float(np.mean([r.features_used for r in many]))
+        if on_gpu:
+            details["multi_peak_gpu_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        details["multi"] = [{"epochs_run": r.epochs_run, "best_epoch": r.best_epoch,
+                             "best_val_loss": r.best_val_loss, "stopped_early": r.stopped_early,
+                             "features_used": r.features_used} for r in many]
+        k = len(many)
+        target_s = 300.0 * k / 164
+        rows.append((f"all {k} symbols x {size.gpu_years} y trained at once (stacked, "
+                     f"{many[0].precision})",
+                     f"{wall:.1f}s, {f['gpu_multi_sequences_per_second']:,.0f} seq/s, "
+                     f"{f['gpu_multi_epochs_run_mean']:.1f} epochs/symbol (early stopping; "
+                     f"{details['multi_epochs_run_max']} for the group), mean best val loss "
+                     f"{f['gpu_multi_best_val_loss_mean']:.4f}",
+                     f"<= {target_s:.0f}s" + ("" if k == 164 else " (pro rata)"),
+                     wall <= target_s))
+        if f["gpu_multi_speedup_vs_reference"]:
+            rows.append(("stacked throughput / reference loop",
+                         f"{f['gpu_multi_speedup_vs_reference']:.1f}x", "", None))
+
+    def single() -> None:
+        say("gpu: one symbol alone, same settings")
+        _sync(device)
+        t0 = time.perf_counter()
+        res = fit(one, st)
+        _sync(device)
+        f["gpu_single_symbol_seconds"] = time.perf_counter() - t0
+        f["gpu_single_best_val_loss"] = res.best_val_loss
+        f["gpu_sequential_all_symbols_estimate_seconds"] = (f["gpu_single_symbol_seconds"]
+                                                            * len(seqs))
+        details["single_epochs_run"] = res.epochs_run
+        stacked = (f" (stacked: {f['gpu_multi_first_best_val_loss']:.4f})"
+                   if f["gpu_multi_first_best_val_loss"] is not None else "")
+        rows.append(("one symbol alone (fit), same settings",
+                     f"{f['gpu_single_symbol_seconds']:.1f}s, {res.epochs_run} epochs "
+                     f"(x{len(seqs)} = {f['gpu_sequential_all_symbols_estimate_seconds']:.0f}s "
+                     f"sequential), best val loss {res.best_val_loss:.4f}{stacked}", "", None))
+
+    def cpu() -> None:
+        nonlocal cpu_sps
+        if cpu_sps is None:
+            say("gpu: the project loop on this box's CPU (all cores, then 1 thread), one epoch")
+            all_cores = fit(one, st.replace(device="cpu", num_threads=DEFAULT_THREADS),
+                            max_epochs=1)
+            one_thread = fit(one, st.replace(device="cpu", num_threads=1), max_epochs=1)
+            details["cpu_sequences_per_second"] = {
+                f"{DEFAULT_THREADS}_threads": all_cores.sequences_per_second,
+                "1_thread": one_thread.sequences_per_second}
+            cpu_sps = max(all_cores.sequences_per_second, one_thread.sequences_per_second)
+        f["gpu_cpu_sequences_per_second"] = cpu_sps
+        if f["gpu_multi_sequences_per_second"]:
+            f["gpu_speedup_vs_cpu_project"] = f["gpu_multi_sequences_per_second"] / cpu_sps
+            rows.append(("stacked throughput / CPU project loop",
+                         f"{f['gpu_speedup_vs_cpu_project']:.1f}x (CPU {cpu_sps:,.0f} seq/s)",
+                         ">= 20x", f["gpu_speedup_vs_cpu_project"] >= 20))
+
+    for name, fn in (("yardsticks", yardsticks), ("one symbol", one_symbol),
+                     ("large batch", large_batch), ("reference loop", reference),
+                     ("all symbols at once", all_symbols), ("one symbol alone", single),
+                     ("CPU project loop", cpu)):
+        step(name, fn)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def say(msg: str) -> None:
         print(f"[gpu-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    # the stacked trainer logs each epoch (time, symbols still training) at INFO
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("lstm_assets.core.bench_multi").setLevel(logging.INFO)
 
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
@@ -224,30 +302,36 @@ def _run(args: argparse.Namespace, size: BenchSize, device: str, out: Path, work
     t_data = run_stages_parallel(layout, symbols, size.settings, max(1, args.workers))
     seqs = [SequenceSet.load(layout.warehouse.sequences(s)) for s in symbols
             if layout.warehouse.sequences(s).exists()]
-    res = gpu_section(seqs, size, say, device=device)
     meta = machine_info()
-    meta.update(size=size.name, seconds=time.perf_counter() - t0, generate_seconds=t_gen,
-                data_stages_parallel_seconds=t_data, data_stages_workers=args.workers,
-                dagster_imported="dagster" in sys.modules, device=device)
-    result = {**res["figures"], "meta": meta, "details": res["details"],
-              "table": [dict(zip(("figure", "value", "target", "met"), r, strict=True))
-                        for r in res["rows"]]}
-    (out / "gpu_bench.json").write_text(json.dumps(_clean(result), indent=2) + "\n")
-    lines = [f"GPU bench ({size.name}, {device}): {meta['cuda'] or meta['cpu']}; torch "
-             f"{meta['torch']}; {meta['date']}; {len(seqs)} symbols x {size.gpu_years} y; "
-             f"{meta['seconds']:.0f}s in all (data stages {t_data:.1f}s on {args.workers} "
-             f"processes); dagster imported: {meta['dagster_imported']}", "",
-             "| figure | measured | target | met |", "|---|---|---|---|"]
-    for fig, val, tgt, met in res["rows"]:
-        lines.append(f"| {fig} | {val} | {tgt} | "
-                     f"{'' if met is None else ('yes' if met else '**no**')} |")
-    table = "\n".join(lines) + "\n"
-    (out / "gpu_bench.md").write_text(table)
-    print(table)
+    meta.update(size=size.name, generate_seconds=t_gen, data_stages_parallel_seconds=t_data,
+                data_stages_workers=args.workers, device=device)
+
+    def write(res: dict[str, Any], final: bool = False) -> str:
+        meta.update(seconds=time.perf_counter() - t0, complete=final,
+                    dagster_imported="dagster" in sys.modules)
+        result = {**res["figures"], "meta": meta, "details": res["details"],
+                  "table": [dict(zip(("figure", "value", "target", "met"), r, strict=True))
+                            for r in res["rows"]]}
+        (out / "gpu_bench.json").write_text(json.dumps(_clean(result), indent=2) + "\n")
+        lines = [f"GPU bench ({size.name}, {device}{'' if final else ', INCOMPLETE'}): "
+                 f"{meta['cuda'] or meta['cpu']}; torch {meta['torch']}; {meta['date']}; "
+                 f"{len(seqs)} symbols x {size.gpu_years} y; {meta['seconds']:.0f}s in all "
+                 f"(data stages {t_data:.1f}s on {args.workers} processes); dagster imported: "
+                 f"{meta['dagster_imported']}", "",
+                 "| figure | measured | target | met |", "|---|---|---|---|"]
+        for fig, val, tgt, met in res["rows"]:
+            lines.append(f"| {fig} | {val} | {tgt} | "
+                         f"{'' if met is None else ('yes' if met else '**no**')} |")
+        table = "\n".join(lines) + "\n"
+        (out / "gpu_bench.md").write_text(table)
+        return table
+
+    res = gpu_section(seqs, size, say, device=device, save=write)
+    print(write(res, final=True))
     if "dagster" in sys.modules:
         say("dagster was imported on the GPU path: that is a bug")
         return 1
-    return 0
+    return 1 if res["details"].get("errors") else 0
 
 
 if __name__ == "__main__":

@@ -47,6 +47,32 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+_BF16_LSTM: dict[str, bool] = {}
+
+
+def bf16_lstm_ok(device: torch.device) -> bool:
+    """Whether ``nn.LSTM`` trains under bf16 autocast on ``device`` (probed once per device).
+
+    cuDNN runs bf16 RNNs only from 9.13 on; before that, and on CPUs without a bf16 LSTM
+    kernel, the forward pass raises. ``fit`` then trains in fp32 and logs why, instead of failing.
+    The probe leaves the global RNG untouched, so seeded weights do not depend on it.
+    """
+    key = str(device)
+    if key not in _BF16_LSTM:
+        try:
+            with torch.random.fork_rng(devices=[]):
+                lstm = nn.LSTM(4, 8, batch_first=True).to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    out, _ = lstm(torch.zeros(2, 3, 4, device=device))
+                out.float().sum().backward()
+            _BF16_LSTM[key] = True
+        except RuntimeError as e:
+            log.warning("bf16 autocast LSTM not supported on %s, training in fp32: %s", key,
+                        str(e).splitlines()[0] if str(e) else type(e).__name__)
+            _BF16_LSTM[key] = False
+    return _BF16_LSTM[key]
+
+
 def class_weights(y: np.ndarray, n_classes: int = len(CLASSES)) -> np.ndarray:
     """Inverse-frequency weights (scikit-learn's 'balanced'); a class absent from train gets 0."""
     counts = np.bincount(y, minlength=n_classes).astype(np.float64)
@@ -66,6 +92,8 @@ class TrainResult:
     train_sequences: int = 0
     sequences_per_second: float = 0.0
     device: str = "cpu"
+    precision: str = "fp32"
+    """"bf16-autocast" (matmuls in bf16, gates and loss in fp32) or "fp32"."""
     parameters: int = 0
     resumed_from_epoch: int = 0
     stopped_early: bool = False
@@ -147,10 +175,11 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
     device = pick_device(settings.device)
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
-    torch.manual_seed(settings.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     autocast = device.type == "cuda" if autocast is None else autocast
+    autocast = autocast and bf16_lstm_ok(device)
+    torch.manual_seed(settings.seed)
 
     train_rows = seq.end_rows("train")
     val_rows = seq.end_rows("val")
@@ -174,6 +203,7 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
     epochs = max_epochs if max_epochs is not None else settings.max_epochs
 
     res = TrainResult(state={}, device=str(device), parameters=n_params(net),
+                      precision="bf16-autocast" if autocast else "fp32",
                       train_sequences=len(train_rows),
                       init="warm" if init_state is not None else "cold")
     best_val, best_state, bad, start_epoch = float("inf"), None, 0, 0
