@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from lstm_assets.core.bench import REQUIRED_KEYS, BenchSize, lstm_flops_per_sequence, run_bench
-from lstm_assets.core.bench_multi import fit_many
 from lstm_assets.core.pipeline import Layout, run_clean
 from lstm_assets.core.sequences import build_sequences
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.train import fit
+from lstm_assets.core.train_many import fit_many
 
 
 def test_bench_tiny_writes_every_key(tmp_path: Path) -> None:

@@ -275,6 +275,39 @@ def test_warm_start_metadata_in_dagster(demo4: Path, tmp_path: Path) -> None:
         assert inits == ["cold", "skipped"]  # the second run changed nothing: no training
 
 
+def test_warm_start_and_skip_when_symbols_train_together(demo4: Path, tmp_path: Path) -> None:
+    """run_train_many (a GPU step's path) plans, skips and warm-starts exactly as run_train."""
+    raw = _copy_raw(demo4, tmp_path)
+    full = pd.read_csv(demo4 / "SYN001.csv")
+    full.iloc[:-40].to_csv(raw / "SYN001.csv", index=False)
+    layout = pipeline.Layout.from_dirs(raw, tmp_path / "wh", tmp_path / "demo_truth")
+    s = Settings(**TINY_CFG).replace(max_epochs=4, warm_epochs=2, stack_symbols=3)
+    syms = ["SYN001", "SYN002", "SYN003"]
+    for sym in syms:
+        _data(layout, sym, s)
+    t0 = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    assert pipeline.stacks_symbols(s, 3) and not pipeline.stacks_symbols(s, 1)
+    assert not pipeline.stacks_symbols(s.replace(stack_symbols=0), 3)  # auto: not on a CPU
+
+    first = pipeline.run_train_many(layout, syms, s, now=t0)
+    assert {m["init"] for m in first.values()} == {"cold"}
+    assert {m["trained_together"] for m in first.values()} == {3}
+    for sym in syms:  # each model saved with its config, and it evaluates
+        assert read_model_config(layout.warehouse.model(sym))["retrain"]["init"] == "cold"
+        assert pipeline.run_evaluate(layout, sym, s)["model"]["accuracy"] > 0
+
+    again = pipeline.run_train_many(layout, syms, s, now=t0 + timedelta(hours=1))
+    assert {m["init"] for m in again.values()} == {"skipped"}
+
+    full.to_csv(raw / "SYN001.csv", index=False)  # one new day (40 here) for SYN001 only
+    _data(layout, "SYN001", s)
+    layout.warehouse.sequences("SYN003").unlink()  # and SYN003's input is gone
+    nxt = pipeline.run_train_many(layout, syms, s, now=t0 + timedelta(days=1))
+    assert nxt["SYN001"]["init"] == "warm" and nxt["SYN001"]["epochs_run"] <= s.warm_epochs
+    assert nxt["SYN002"]["init"] == "skipped"
+    assert isinstance(nxt["SYN003"], Exception) and "sequence_tensors" in str(nxt["SYN003"])
+
+
 # ---- range runs: one symbol fails alone --------------------------------------------------------
 
 def test_range_run_bad_symbol_fails_alone(demo4: Path, tmp_path: Path) -> None:
@@ -310,6 +343,32 @@ def test_range_run_bad_symbol_fails_alone(demo4: Path, tmp_path: Path) -> None:
         ev = instance.fetch_materializations(dg.AssetRecordsFilter(
             asset_key=dg.AssetKey("lstm_model"), asset_partitions=["SYN003"]), limit=1).records
         assert ev[0].asset_materialization.metadata["init"].value == "cold"
+
+
+def test_range_run_trains_symbols_together(demo4: Path, tmp_path: Path) -> None:
+    """With stack_symbols (auto on a GPU) the model step trains its range together; a symbol
+    whose input is missing still fails alone."""
+    raw = _copy_raw(demo4, tmp_path)
+    res = _resources(raw, tmp_path / "wh", stack_symbols=4)
+    with dg.instance_for_test() as instance:
+        sync_partitions(instance, ["SYN001", "SYN002", "SYN003"])
+        tags = {ASSET_PARTITION_RANGE_START_TAG: "SYN001", ASSET_PARTITION_RANGE_END_TAG: "SYN003"}
+        assert dg.materialize([assets.symbol_data], instance=instance, resources=res,
+                              tags=tags).success
+        PathsResource(raw_dir=str(raw), warehouse_dir=str(tmp_path / "wh")).layout() \
+            .warehouse.sequences("SYN002").unlink()
+        model = dg.materialize([assets.symbol_model], instance=instance, resources=res,
+                               tags=tags, raise_on_error=False)
+        assert not model.success
+        desc = next(e for e in model.all_events
+                    if e.is_step_failure).step_failure_data.user_failure_data.description
+        assert desc.startswith("1 of 3 symbols failed") and "[SYN002]" in desc
+        assert _mats(instance, "evaluation_report") == {"SYN001", "SYN003"}
+        for sym in ("SYN001", "SYN003"):
+            ev = instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("lstm_model"), asset_partitions=[sym]), limit=1).records
+            md = ev[0].asset_materialization.metadata
+            assert md["init"].value == "cold" and md["trained_together"].value == 2
 
 
 def test_range_run_whole_chain_in_one_job_run(demo4: Path, tmp_path: Path) -> None:

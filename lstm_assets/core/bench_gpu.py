@@ -7,7 +7,7 @@ demo data for N symbols x Y years, runs the data stages over all cores, then mea
 - ``core.train.fit`` on one symbol with bf16 autocast, at the default batch and a large batch;
 - the reference loop (``core.bench_reference``, DataLoader over copies, ``.item()`` per batch)
   on the same GPU, for the ratio;
-- all N symbols trained at once with stacked weights (``core.bench_multi.fit_many``): the wall
+- all N symbols trained at once with stacked weights (``core.train_many.fit_many``): the wall
   time to train every symbol with the project's settings (early stopping included), and its
   throughput against the CPU throughput of the project's loop on the same box;
 - one symbol trained alone with the same settings, for the quality and the sequential estimate.
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lstm_assets.core import pipeline
 from lstm_assets.core.bench import (
     DEFAULT_THREADS,
     BenchSize,
@@ -43,11 +44,11 @@ from lstm_assets.core.bench import (
     matmul_gflops,
     run_stages_parallel,
 )
-from lstm_assets.core.bench_multi import fit_many
 from lstm_assets.core.bench_reference import reference_fit
 from lstm_assets.core.pipeline import Layout
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.train import bf16_lstm_ok, fit
+from lstm_assets.core.train_many import fit_many
 
 GPU_KEYS: tuple[str, ...] = (
     "gpu_name", "gpu_matmul_bf16_tflops", "gpu_matmul_fp32_tflops",
@@ -58,7 +59,9 @@ GPU_KEYS: tuple[str, ...] = (
     "gpu_multi_epochs_run_mean", "gpu_multi_best_val_loss_mean",
     "gpu_single_symbol_seconds", "gpu_single_best_val_loss", "gpu_multi_first_best_val_loss",
     "gpu_sequential_all_symbols_estimate_seconds", "gpu_cpu_sequences_per_second",
-    "gpu_speedup_vs_cpu_project", "gpu_multi_speedup_vs_reference",
+    "gpu_speedup_vs_cpu_project", "gpu_multi_speedup_vs_reference", "gpu_multi_train_seconds",
+    "gpu_pipeline_symbols", "gpu_pipeline_train_seconds", "gpu_pipeline_sequences_per_second",
+    "gpu_pipeline_rerun_seconds", "gpu_pipeline_speedup_vs_cpu_project",
 )
 
 
@@ -97,10 +100,15 @@ class _Steps:
 
 def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], None],
                 cpu_sps: float | None = None, device: str = "cuda",
-                save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                save: Callable[[dict[str, Any]], None] | None = None,
+                layout: Layout | None = None, skip: frozenset[str] = frozenset()
+                ) -> dict[str, Any]:
     """Measure the GPU figures on ``seqs`` (all symbols); returns figures, details, table rows.
 
-    ``save(partial)`` (optional) gets the figures so far after every step.
+    ``save(partial)`` (optional) gets the figures so far after every step. With ``layout`` (the
+    warehouse ``seqs`` came from) the product's own path is measured too: the model step's
+    ``pipeline.run_train_many``, which plans, trains, scores and saves every symbol's model.
+    Steps named in ``skip`` are left out.
     """
     st = size.settings.replace(device=device)
     f: dict[str, Any] = dict.fromkeys(GPU_KEYS)
@@ -177,7 +185,8 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
         got["many"], got["wall"] = many, wall
         seen = sum(r.train_sequences * r.epochs_run for r in many)
         f["gpu_multi_symbols"] = len(many)
-        f["gpu_train_all_symbols_seconds"] = wall
+        f["gpu_multi_train_seconds"] = wall
+        f["gpu_train_all_symbols_seconds"] = f["gpu_train_all_symbols_seconds"] or wall
         f["gpu_multi_sequences_per_second"] = seen / wall
         f["gpu_multi_epochs_run_mean"] = float(np.mean([r.epochs_run for r in many]))
         f["gpu_multi_best_val_loss_mean"] = float(np.mean([r.best_val_loss for r in many]))
@@ -242,10 +251,63 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
                          f"{f['gpu_speedup_vs_cpu_project']:.1f}x (CPU {cpu_sps:,.0f} seq/s)",
                          ">= 20x", f["gpu_speedup_vs_cpu_project"] >= 20))
 
-    for name, fn in (("yardsticks", yardsticks), ("one symbol", one_symbol),
-                     ("large batch", large_batch), ("reference loop", reference),
-                     ("all symbols at once", all_symbols), ("one symbol alone", single),
-                     ("CPU project loop", cpu)):
+    def product_path() -> None:
+        assert layout is not None
+        symbols = [s for s in layout.symbols() if layout.warehouse.sequences(s).exists()]
+        pst = st.replace(stack_symbols=0)  # the default: together on a GPU, sized by memory
+        say(f"gpu: the model step's path (pipeline.run_train_many) on {len(symbols)} symbols")
+        _sync(device)
+        t0 = time.perf_counter()
+        metas = pipeline.run_train_many(layout, symbols, pst)
+        _sync(device)
+        wall = time.perf_counter() - t0
+        bad = {k: repr(v) for k, v in metas.items() if isinstance(v, Exception)}
+        ok = [m for m in metas.values() if isinstance(m, dict)]
+        seen = sum(m["train_sequences"] * m["epochs_run"] for m in ok)
+        t1 = time.perf_counter()
+        again = pipeline.run_train_many(layout, symbols, pst)
+        rerun = time.perf_counter() - t1
+        f["gpu_pipeline_symbols"] = len(ok)
+        f["gpu_pipeline_train_seconds"] = f["gpu_train_all_symbols_seconds"] = wall
+        f["gpu_pipeline_sequences_per_second"] = seen / wall
+        f["gpu_pipeline_rerun_seconds"] = rerun
+        details["pipeline"] = {
+            "errors": bad, "inits": sorted({m["init"] for m in ok}),
+            "trained_together": sorted({m.get("trained_together", 1) for m in ok}),
+            "rerun_inits": sorted({m["init"] for m in again.values() if isinstance(m, dict)}),
+            "epochs_run_mean": float(np.mean([m["epochs_run"] for m in ok])) if ok else None,
+            "test_accuracy_mean": float(np.mean([m["new_test_accuracy"] for m in ok]))
+            if ok else None}
+        k = len(symbols)
+        target_s = 300.0 * k / 164
+        rows.append((f"model step's path: {len(ok)} of {k} symbols planned, trained together, "
+                     "scored and saved (pipeline.run_train_many)",
+                     f"{wall:.1f}s, {f['gpu_pipeline_sequences_per_second']:,.0f} seq/s, groups "
+                     f"of {details['pipeline']['trained_together']}, mean test accuracy "
+                     f"{details['pipeline']['test_accuracy_mean'] or float('nan'):.3f}"
+                     + (f"; {len(bad)} failed" if bad else ""),
+                     f"<= {target_s:.0f}s" + ("" if k == 164 else " (pro rata)"),
+                     wall <= target_s and not bad))
+        rows.append(("the same, run again (inputs unchanged)",
+                     f"{rerun:.1f}s: {', '.join(details['pipeline']['rerun_inits'])}", "", None))
+
+    def cpu_ratio_pipeline() -> None:
+        if f["gpu_pipeline_sequences_per_second"] and f["gpu_cpu_sequences_per_second"]:
+            r = f["gpu_pipeline_sequences_per_second"] / f["gpu_cpu_sequences_per_second"]
+            f["gpu_pipeline_speedup_vs_cpu_project"] = r
+            rows.append(("model step's path / CPU project loop", f"{r:.1f}x", ">= 20x", r >= 20))
+
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("yardsticks", yardsticks), ("one symbol", one_symbol), ("large batch", large_batch),
+        ("reference loop", reference), ("all symbols at once", all_symbols),
+        ("one symbol alone", single)]
+    if layout is not None:
+        steps.append(("model step's path", product_path))
+    steps += [("CPU project loop", cpu), ("pipeline / CPU", cpu_ratio_pipeline)]
+    for name, fn in steps:
+        if name in skip:
+            say(f"gpu: skipping '{name}'")
+            continue
         step(name, fn)
     return out
 
@@ -261,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group-size", type=int, default=None)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--workdir", default=None)
+    p.add_argument("--skip", default="", help="comma-separated step names to leave out, e.g. "
+                   "'all symbols at once'")
     args = p.parse_args(argv)
 
     def say(msg: str) -> None:
@@ -269,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     # the stacked trainer logs each epoch (time, symbols still training) at INFO
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("lstm_assets.core.bench_multi").setLevel(logging.INFO)
+    logging.getLogger("lstm_assets.core.train_many").setLevel(logging.INFO)
 
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
@@ -326,7 +390,8 @@ def _run(args: argparse.Namespace, size: BenchSize, device: str, out: Path, work
         (out / "gpu_bench.md").write_text(table)
         return table
 
-    res = gpu_section(seqs, size, say, device=device, save=write)
+    skip = frozenset(x.strip() for x in args.skip.split(",") if x.strip())
+    res = gpu_section(seqs, size, say, device=device, save=write, layout=layout, skip=skip)
     print(write(res, final=True))
     if "dagster" in sys.modules:
         say("dagster was imported on the GPU path: that is a bug")

@@ -36,7 +36,8 @@ from lstm_assets.core.model import (
 from lstm_assets.core.sequences import SequenceSet, build_sequences_from_parquet
 from lstm_assets.core.settings import CLASSES, CLEAN_KEYS, MODEL_KEYS, Settings
 from lstm_assets.core.storage import AnyPath, Warehouse, read_parquet, write_parquet
-from lstm_assets.core.train import LSTMClassifier, fit
+from lstm_assets.core.train import LSTMClassifier, TrainResult, fit, pick_device
+from lstm_assets.core.train_many import fit_many
 from lstm_assets.core.walkforward import walk_forward
 
 log = logging.getLogger(__name__)
@@ -326,16 +327,26 @@ def _previous_on_new_splits(prev: LoadedModel | None, frame: pd.DataFrame,
     return split_metrics(prev.net, prev.scale(frame), seq, prev.lookback)
 
 
-def run_train(layout: Layout, symbol: str, settings: Settings,
-              on_epoch: Callable[[dict[str, float]], None] | None = None,
-              init_state: dict[str, Any] | None = None,
-              max_epochs: int | None = None, now: datetime | None = None) -> dict[str, Any]:
-    """Train (cold), fine-tune (warm) or skip the symbol's model; see :func:`plan_training`.
+@dataclass
+class _TrainJob:
+    """What one symbol's training needs, read and decided before any fitting."""
 
-    The metadata says ``init`` (cold / warm / skipped) and ``init_reason``. When a previous
-    model existed, both it and the new one are scored on the same (new) val/test windows and
-    the figures are stored in the model config under ``retrain.comparison``.
-    """
+    symbol: str
+    seq: SequenceSet
+    frame: pd.DataFrame
+    fingerprint: str
+    plan: TrainPlan
+    now: datetime
+    prev_model: LoadedModel | None = None
+    init_state: dict[str, Any] | None = None
+    max_epochs: int | None = None
+    skipped: dict[str, Any] | None = None
+    """The metadata to return when the plan is to skip (nothing to train)."""
+
+
+def _prepare_train(layout: Layout, symbol: str, settings: Settings,
+                   init_state: dict[str, Any] | None, max_epochs: int | None,
+                   now: datetime | None) -> _TrainJob:
     seq = _read_sequences(layout, symbol)
     frame = _read_clean(layout, symbol)
     fp = input_fingerprint(layout, symbol, settings, seq)
@@ -345,6 +356,8 @@ def run_train(layout: Layout, symbol: str, settings: Settings,
         plan = TrainPlan("warm", "initial weights given by the caller", last_cold_at=None)
     else:
         plan = plan_training(layout, symbol, settings, seq, fp, now)
+    job = _TrainJob(symbol, seq, frame, fp, plan, now, init_state=init_state,
+                    max_epochs=max_epochs)
     if plan.init == "skip":
         prev = plan.previous or {}
         meta = {k: v for k, v in (prev.get("training") or {}).items() if k != "history"}
@@ -352,34 +365,44 @@ def run_train(layout: Layout, symbol: str, settings: Settings,
                      "trained_at": (prev.get("retrain") or {}).get("trained_at"),
                      "epochs_run": 0, "path": str(out)})
         log.info("[%s] training skipped: %s", symbol, plan.reason)
-        return meta
-    prev_model: LoadedModel | None = None
+        job.skipped = meta
+        return job
     if plan.previous is not None:
         try:
-            prev_model = LoadedModel.load(out)
+            job.prev_model = LoadedModel.load(out)
         except Exception as e:  # unreadable weights: train from scratch, say so
             log.warning("[%s] previous model unreadable, full fit: %s", symbol, e)
-            plan = TrainPlan("cold", f"previous model weights unreadable ({e})", plan.previous)
-    if plan.init == "warm" and init_state is None:
-        assert prev_model is not None
-        init_state = {k: v.detach().clone() for k, v in prev_model.net.state_dict().items()}
-        if max_epochs is None:
-            max_epochs = min(settings.warm_epochs, settings.max_epochs)
-    log.info("[%s] %s fit: %s", symbol, plan.init, plan.reason)
-    ck = layout.warehouse.checkpoint(symbol)
-    res = fit(seq, settings, checkpoint=ck, fingerprint=f"{fp}:{plan.init}", on_epoch=on_epoch,
-              init_state=init_state, max_epochs=max_epochs)
+            job.plan = TrainPlan("cold", f"previous model weights unreadable ({e})",
+                                 plan.previous)
+    if job.plan.init == "warm" and job.init_state is None:
+        assert job.prev_model is not None
+        job.init_state = {k: v.detach().clone()
+                          for k, v in job.prev_model.net.state_dict().items()}
+        if job.max_epochs is None:
+            job.max_epochs = min(settings.warm_epochs, settings.max_epochs)
+    log.info("[%s] %s fit: %s", symbol, job.plan.init, job.plan.reason)
+    return job
+
+
+def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
+                  res: TrainResult) -> dict[str, Any]:
+    """Score the new (and previous) model on the new splits and save it with its config."""
+    seq, plan, now = job.seq, job.plan, job.now
     label_rule = {"flat_rule": settings.flat_rule, "vol_halflife": settings.vol_halflife,
-                  "band_k": _band_k(frame), "horizon": settings.horizon}
+                  "band_k": _band_k(job.frame), "horizon": settings.horizon}
     summary = res.summary()
     summary["history"] = res.history
-    cfg = model_config(seq, label_rule, settings, summary, fp)
+    cfg = model_config(seq, label_rule, settings, summary, job.fingerprint)
+    # scored where it trained: on a GPU, 164 symbols' scoring took ~60 s on one CPU thread
+    device = pick_device(settings.device)
     net = LSTMClassifier(seq.X.shape[1], settings.hidden_size, settings.num_layers,
                          settings.dropout)
     net.load_state_dict(res.state)
-    new_scores = split_metrics(net, seq.X, seq, seq.lookback)
+    new_scores = split_metrics(net.to(device), seq.X, seq, seq.lookback)
     prev_cfg = plan.previous or {}
-    prev_scores = _previous_on_new_splits(prev_model, frame, seq)
+    if job.prev_model is not None:
+        job.prev_model.net.to(device)
+    prev_scores = _previous_on_new_splits(job.prev_model, job.frame, seq)
     cfg["retrain"] = {
         "init": plan.init, "reason": plan.reason, "trained_at": now.isoformat(),
         "last_cold_at": now.isoformat() if plan.init == "cold" else plan.last_cold_at,
@@ -395,8 +418,8 @@ def run_train(layout: Layout, symbol: str, settings: Settings,
         },
         "new_scores": new_scores,
     }
+    out = layout.warehouse.model(job.symbol)
     save_model(out, res.state, cfg)
-    ck.unlink(missing_ok=True)  # the model is complete: the checkpoint is no longer needed
     meta = res.summary()
     meta.update({"init": plan.init, "init_reason": plan.reason, "skipped": False,
                  "trained_at": now.isoformat(), "path": str(out)})
@@ -406,6 +429,89 @@ def run_train(layout: Layout, symbol: str, settings: Settings,
         meta[f"previous_{k}"] = v
     meta["history"] = res.history
     return meta
+
+
+def run_train(layout: Layout, symbol: str, settings: Settings,
+              on_epoch: Callable[[dict[str, float]], None] | None = None,
+              init_state: dict[str, Any] | None = None,
+              max_epochs: int | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Train (cold), fine-tune (warm) or skip the symbol's model; see :func:`plan_training`.
+
+    The metadata says ``init`` (cold / warm / skipped) and ``init_reason``. When a previous
+    model existed, both it and the new one are scored on the same (new) val/test windows and
+    the figures are stored in the model config under ``retrain.comparison``.
+    """
+    job = _prepare_train(layout, symbol, settings, init_state, max_epochs, now)
+    if job.skipped is not None:
+        return job.skipped
+    ck = layout.warehouse.checkpoint(symbol)
+    res = fit(job.seq, settings, checkpoint=ck, fingerprint=f"{job.fingerprint}:{job.plan.init}",
+              on_epoch=on_epoch, init_state=job.init_state, max_epochs=job.max_epochs)
+    meta = _finish_train(layout, settings, job, res)
+    ck.unlink(missing_ok=True)  # the model is complete: the checkpoint is no longer needed
+    return meta
+
+
+def stacks_symbols(settings: Settings, n_symbols: int) -> bool:
+    """Whether a step of ``n_symbols`` trains them together (:func:`run_train_many`): always
+    when ``stack_symbols`` > 1, on a GPU when it is 0 (auto), never when it is 1."""
+    if n_symbols < 2 or settings.stack_symbols == 1:
+        return False
+    return settings.stack_symbols > 1 or pick_device(settings.device).type == "cuda"
+
+
+def run_train_many(layout: Layout, symbols: list[str], settings: Settings, *,
+                   on_epoch: Callable[[dict[str, float]], None] | None = None,
+                   now: datetime | None = None) -> dict[str, dict[str, Any] | Exception]:
+    """:func:`run_train` for many symbols, the ones that need training trained together.
+
+    One symbol's 64-window batches leave a GPU nearly idle (BENCHMARKS.md: 164 symbols one
+    after another ~800 s on an H100, together ~130 s), so the cold fits go to
+    :func:`~lstm_assets.core.train_many.fit_many` in groups of ``stack_symbols`` (0: as many as
+    the device's free memory holds), then the warm starts likewise. Skips, plans, artifacts and
+    metadata are those of :func:`run_train`; there is no per-epoch checkpoint (a killed step
+    retrains its group). Returns each symbol's metadata, or the exception that symbol raised
+    (the others go on). If a group's training fails as a whole (e.g. out of GPU memory), its
+    symbols are left out of the result, for the caller to train one at a time.
+    """
+    results: dict[str, dict[str, Any] | Exception] = {}
+    jobs: list[_TrainJob] = []
+    for sym in symbols:
+        try:
+            job = _prepare_train(layout, sym, settings, None, None, now)
+        except Exception as e:  # noqa: BLE001 - this symbol fails alone, as in run_train
+            results[sym] = e
+            continue
+        if job.skipped is not None:
+            results[sym] = job.skipped
+        else:
+            jobs.append(job)
+    # cold fits and warm starts differ in initial weights and epochs: one call each
+    for init in ("cold", "warm"):
+        group = [j for j in jobs if j.plan.init == init]
+        if not group:
+            continue
+        t0 = time.perf_counter()
+        try:
+            trained = fit_many([j.seq for j in group], settings,
+                               group_size=settings.stack_symbols or None,
+                               max_epochs=group[0].max_epochs,
+                               init_states=[j.init_state for j in group], on_epoch=on_epoch)
+        except Exception as e:  # noqa: BLE001 - the caller trains these one at a time
+            log.warning("training %d symbols together failed (%s: %s); they are left to "
+                        "one-at-a-time training", len(group), type(e).__name__, e)
+            continue
+        log.info("%s fits of %d symbols together: %.1f s", init, len(group),
+                 time.perf_counter() - t0)
+        for job, res in zip(group, trained, strict=True):
+            try:
+                meta = _finish_train(layout, settings, job, res)
+            except Exception as e:  # noqa: BLE001 - e.g. a failed write: this symbol alone
+                results[job.symbol] = e
+                continue
+            meta["trained_together"] = len(group)  # "seconds" is then the group's time
+            results[job.symbol] = meta
+    return results
 
 
 def _band_k(frame: pd.DataFrame) -> float:

@@ -82,6 +82,13 @@ class Settings:
     default 2 threads trained 3-60x slower (BENCHMARKS.md), with identical results. To use more
     cores, train several symbols in separate processes."""
 
+    stack_symbols: int = 0
+    """How many symbols' models one step trains together (stacked weights and batched matmuls,
+    ``core.train_many``): 0 = auto (on a GPU as many as its free memory holds, on a CPU one at a
+    time), 1 = one at a time (per-symbol ``fit``, with per-epoch checkpoints), N > 1 = up to N
+    together on any device. The models equal one-at-a-time training up to float rounding and
+    dropout masks; on an H100, 164 symbols train ~6x faster together (BENCHMARKS.md)."""
+
     # ---- evaluation ---------------------------------------------------------------------
     cost_bps: float = 5.0
     """Transaction cost per unit of turnover, in basis points, for the trading view."""

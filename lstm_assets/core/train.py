@@ -195,8 +195,9 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
                          settings.dropout).to(device)
     if init_state is not None:
         net.load_state_dict(init_state)
+    # fused on CUDA: one kernel per step for all parameters instead of ~10 per parameter
     opt = torch.optim.Adam(net.parameters(), lr=settings.learning_rate,
-                           weight_decay=settings.weight_decay)
+                           weight_decay=settings.weight_decay, fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=settings.lr_factor,
                                                        patience=settings.lr_patience)
     criterion = nn.CrossEntropyLoss(weight=weight)

@@ -125,6 +125,20 @@ def symbol_data(context: dg.AssetExecutionContext, paths: PathsResource,
 def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
                  settings: LstmSettings) -> Stage:
     layout, s = paths.layout(), settings.to_core()
+    together: dict[str, dict[str, Any] | Exception] = {}
+
+    def train_together(symbols: list[str]) -> None:
+        """On a GPU (or with stack_symbols > 1) the range's symbols train together; any symbol
+        this leaves out (e.g. its group ran out of GPU memory) trains alone in ``train``."""
+        if not pipeline.stacks_symbols(s, len(symbols)):
+            return
+
+        def progress(row: dict[str, float]) -> None:
+            context.log.info(f"group of {int(row['symbols'])}: epoch {int(row['epoch'])} "
+                             f"({row['seconds']:.1f}s), {int(row['training'])} still training")
+
+        context.log.info(f"training the models of {len(symbols)} symbols together")
+        together.update(pipeline.run_train_many(layout, symbols, s, on_epoch=progress))
 
     def train(sym: str) -> dict[str, Any]:
         def progress(row: dict[str, float]) -> None:
@@ -133,11 +147,14 @@ def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
                 f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} "
                 f"lr {row['lr']:.2g} ({row['seconds']:.1f}s)")
 
-        meta = pipeline.run_train(layout, sym, s, on_epoch=progress)
+        got = together.pop(sym) if sym in together else None
+        if isinstance(got, Exception):
+            raise got
+        meta = got or pipeline.run_train(layout, sym, s, on_epoch=progress)
         context.log.info(f"[{sym}] model {meta['init']}: {meta['init_reason']}")
         return meta
 
-    return Stage("lstm_model", train)
+    return Stage("lstm_model", train, before=train_together)
 
 
 def _report_metadata(paths: PathsResource) -> Any:

@@ -83,6 +83,10 @@ class Stage:
     metadata: Callable[[str, dict[str, Any]], dict[str, Any]] = lambda _s, m: to_metadata(m)
     data_version: Callable[[dict[str, Any]], str | None] = lambda _m: None
     checks: tuple[Check, ...] = field(default_factory=tuple)
+    before: Callable[[list[str]], None] | None = None
+    """Called once with all the step's symbols before the per-symbol loop, when this stage is
+    selected (e.g. to train many symbols together on a GPU); ``run`` is still called per
+    symbol, and a symbol's error is still that symbol's alone."""
 
 
 @dataclass
@@ -109,6 +113,9 @@ def run_stages(context: dg.AssetExecutionContext, stages: list[Stage]) -> Iterat
     # (one run per daemon tick, each with its own launch cost) while this step still runs
     pending: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
     t_step = time.perf_counter()
+    for st in stages:
+        if st.before is not None and st.asset in selected:
+            st.before(keys)
     for sym in keys:
         for st in stages:
             if st.asset not in selected:
