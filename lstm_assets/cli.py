@@ -73,23 +73,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     if overrides:
         run_config["resources"] = {"settings": {"config": overrides}}
+    from lstm_assets.core.pipeline import stacks_symbols
+    from lstm_assets.defs.resources import settings_from_env
+
     job = defs.resolve_job_def("symbol_chain_job")
     failed: dict[str, str] = {}
+    settings = Settings(**{**settings_from_env().to_core().as_dict(), **overrides})
     with dg.DagsterInstance.get() as instance:
         prepare_instance(instance)
         sync_partitions(instance, files)
         print(f"Dagster instance: {home}; running {len(symbols)} symbols: {', '.join(symbols)}")
-        for i, sym in enumerate(symbols, 1):
-            t0 = time.perf_counter()
-            res = job.execute_in_process(partition_key=sym, instance=instance,
-                                         run_config=run_config, raise_on_error=False)
-            took = time.perf_counter() - t0
-            if res.success:
-                print(f"[{i}/{len(symbols)}] {sym}: ok ({took:.0f}s)")
-            else:
-                msg = _failure_message(res)
-                failed[sym] = msg
-                print(f"[{i}/{len(symbols)}] {sym}: FAILED ({took:.0f}s): {msg}")
+        if stacks_symbols(settings, len(symbols)):
+            failed = _run_together(job, instance, symbols, run_config)
+        else:
+            for i, sym in enumerate(symbols, 1):
+                t0 = time.perf_counter()
+                res = job.execute_in_process(partition_key=sym, instance=instance,
+                                             run_config=run_config, raise_on_error=False)
+                took = time.perf_counter() - t0
+                if res.success:
+                    print(f"[{i}/{len(symbols)}] {sym}: ok ({took:.0f}s)")
+                else:
+                    msg = _failure_message(res)
+                    failed[sym] = msg
+                    print(f"[{i}/{len(symbols)}] {sym}: FAILED ({took:.0f}s): {msg}")
         lb = defs.resolve_job_def("leaderboard_job").execute_in_process(
             instance=instance, run_config={"loggers": run_config["loggers"]})
     from lstm_assets.core.storage import Warehouse, read_text
@@ -103,6 +110,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} symbol(s) failed: {', '.join(failed)}")
     return 1 if failed and len(failed) == len(symbols) else 0
+
+
+def _contiguous(keys: list[str], order: list[str]) -> list[list[str]]:
+    """``keys`` split into runs that are contiguous in the partition ``order`` (ranges)."""
+    want = set(keys)
+    out: list[list[str]] = []
+    current: list[str] = []
+    for k in order:
+        if k in want:
+            current.append(k)
+        elif current:
+            out.append(current)
+            current = []
+    return out + ([current] if current else [])
+
+
+def _run_together(job: Any, instance: Any, symbols: list[str],
+                  run_config: dict[str, Any]) -> dict[str, str]:
+    """The chain as range runs, the way a backfill runs it: the data step for all symbols, then
+    the model step for those whose data succeeded, which trains them together (on a GPU, or
+    with stack_symbols > 1). Returns the failed symbols and why."""
+    import dagster as dg
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from lstm_assets.defs.assets import SYMBOL_ASSETS
+
+    order = list(instance.get_dynamic_partitions("symbols"))
+    failed: dict[str, str] = {}
+    for label, assets in (("data stages", SYMBOL_ASSETS[:3]),
+                          ("models (trained together)", SYMBOL_ASSETS[3:])):
+        todo = [s for s in symbols if s not in failed]
+        t0 = time.perf_counter()
+        for keys in _contiguous(todo, order):
+            tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0],
+                    ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+            res = job.execute_in_process(instance=instance, run_config=run_config, tags=tags,
+                                         asset_selection=[dg.AssetKey(a) for a in assets],
+                                         raise_on_error=False)
+            if not res.success:
+                failed.update(_range_failures(res, keys))
+        ok = [s for s in todo if s not in failed]
+        print(f"{label}: {len(ok)} of {len(todo)} symbols ok ({time.perf_counter() - t0:.0f}s)")
+        for s in todo:
+            if s in failed:
+                print(f"  {s}: FAILED: {failed[s]}")
+    return failed
+
+
+def _range_failures(res: Any, keys: list[str]) -> dict[str, str]:
+    """Which symbols of a failed range run failed, and why (from the step's Failure)."""
+    for ev in res.all_events:
+        data = ev.step_failure_data if ev.is_step_failure else None
+        if data is None:
+            continue
+        meta = data.user_failure_data.metadata if data.user_failure_data else {}
+        per = meta.get("failures")
+        if per is not None:
+            return {s: f["message"] for s, f in per.value.items()}
+    return dict.fromkeys(keys, _failure_message(res))
 
 
 def _failure_message(res: Any) -> str:

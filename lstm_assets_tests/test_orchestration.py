@@ -371,6 +371,38 @@ def test_range_run_trains_symbols_together(demo4: Path, tmp_path: Path) -> None:
             assert md["init"].value == "cold" and md["trained_together"].value == 2
 
 
+def test_cli_run_range_path_trains_together_and_fails_alone(
+        demo4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`lstm-assets run` where symbols train together (a GPU, here stack_symbols on CPU): range
+    runs; a bad file between good ones fails alone and splits the model ranges around it."""
+    import json
+
+    from lstm_assets import cli
+
+    raw = _copy_raw(demo4, tmp_path)
+    (raw / "SYN004.csv").unlink()
+    (raw / "SYN002X.csv").write_text("date,close\n2020-01-01,1\n")  # sorts between 002 and 003
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LSTM_TRUTH_DIR", str(tmp_path / "demo_truth"))
+    monkeypatch.setenv("LSTM_SETTINGS", json.dumps({**TINY_CFG, "stack_symbols": 4}))
+    rc = cli.main(["run", "--raw-dir", str(raw), "--warehouse-dir", str(tmp_path / "wh")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "data stages: 3 of 4 symbols ok" in out and "SYN002X: FAILED" in out
+    assert "models (trained together): 3 of 3 symbols ok" in out
+    with dg.DagsterInstance.get() as instance:
+        assert _mats(instance, "evaluation_report") == {"SYN001", "SYN002", "SYN003"}
+        together = {}
+        for sym in ("SYN001", "SYN002", "SYN003"):
+            md = instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("lstm_model"), asset_partitions=[sym]),
+                limit=1).records[0].asset_materialization.metadata
+            together[sym] = md["trained_together"].value if "trained_together" in md else 1
+    assert together == {"SYN001": 2, "SYN002": 2, "SYN003": 1}
+    assert (tmp_path / "wh" / "leaderboard.md").exists()
+
+
 def test_range_run_whole_chain_in_one_job_run(demo4: Path, tmp_path: Path) -> None:
     """A range launched on symbol_chain_job holds both steps: the model step still runs."""
     from lstm_assets.definitions import defs
