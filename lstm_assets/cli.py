@@ -63,22 +63,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
+    from lstm_assets.core.pipeline import stacks_symbols
     from lstm_assets.definitions import defs
+    from lstm_assets.defs.resources import settings_from_env
     from lstm_assets.instance import prepare_instance, sync_partitions
 
     files = sorted(list_raw_files(raw))
     symbols = files if args.symbols in ("all", "") else [s.strip().upper()
                                                          for s in args.symbols.split(",")]
-    overrides = _parse_set(args.set)
-    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    if overrides:
-        run_config["resources"] = {"settings": {"config": overrides}}
-    from lstm_assets.core.pipeline import stacks_symbols
-    from lstm_assets.defs.resources import settings_from_env
-
+    # settings and folders go in the run config: the definitions may have been imported (and
+    # their resources built from the environment) before this command set LSTM_RAW_DIR
+    settings = Settings(**{**settings_from_env().to_core().as_dict(), **_parse_set(args.set)})
+    paths = {"raw_dir": str(raw), "warehouse_dir": str(args.warehouse_dir),
+             "truth_dir": os.environ.get("LSTM_TRUTH_DIR", "data/demo_truth")}
+    loggers = {"console": {"config": {"log_level": "WARNING"}}}
+    run_config: dict[str, Any] = {"loggers": loggers, "resources": {
+        "settings": {"config": settings.as_dict()}, "paths": {"config": paths}}}
     job = defs.resolve_job_def("symbol_chain_job")
     failed: dict[str, str] = {}
-    settings = Settings(**{**settings_from_env().to_core().as_dict(), **overrides})
     with dg.DagsterInstance.get() as instance:
         prepare_instance(instance)
         sync_partitions(instance, files)
@@ -98,7 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     failed[sym] = msg
                     print(f"[{i}/{len(symbols)}] {sym}: FAILED ({took:.0f}s): {msg}")
         lb = defs.resolve_job_def("leaderboard_job").execute_in_process(
-            instance=instance, run_config={"loggers": run_config["loggers"]})
+            instance=instance, run_config={"loggers": loggers,
+                                           "resources": {"paths": {"config": paths}}})
     from lstm_assets.core.storage import Warehouse, read_text
 
     wh = Warehouse(args.warehouse_dir)

@@ -378,6 +378,7 @@ def test_cli_run_range_path_trains_together_and_fails_alone(
     runs; a bad file between good ones fails alone and splits the model ranges around it."""
     import json
 
+    import lstm_assets.definitions  # noqa: F401 - built before the command sets its folders
     from lstm_assets import cli
 
     raw = _copy_raw(demo4, tmp_path)

@@ -333,7 +333,9 @@ class _TrainJob:
 
     symbol: str
     seq: SequenceSet
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None
+    """The clean frame, kept only to score a previous model (many jobs can wait at once)."""
+    band_k: float
     fingerprint: str
     plan: TrainPlan
     now: datetime
@@ -356,7 +358,7 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
         plan = TrainPlan("warm", "initial weights given by the caller", last_cold_at=None)
     else:
         plan = plan_training(layout, symbol, settings, seq, fp, now)
-    job = _TrainJob(symbol, seq, frame, fp, plan, now, init_state=init_state,
+    job = _TrainJob(symbol, seq, None, _band_k(frame), fp, plan, now, init_state=init_state,
                     max_epochs=max_epochs)
     if plan.init == "skip":
         prev = plan.previous or {}
@@ -368,6 +370,7 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
         job.skipped = meta
         return job
     if plan.previous is not None:
+        job.frame = frame
         try:
             job.prev_model = LoadedModel.load(out)
         except Exception as e:  # unreadable weights: train from scratch, say so
@@ -389,7 +392,7 @@ def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
     """Score the new (and previous) model on the new splits and save it with its config."""
     seq, plan, now = job.seq, job.plan, job.now
     label_rule = {"flat_rule": settings.flat_rule, "vol_halflife": settings.vol_halflife,
-                  "band_k": _band_k(job.frame), "horizon": settings.horizon}
+                  "band_k": job.band_k, "horizon": settings.horizon}
     summary = res.summary()
     summary["history"] = res.history
     cfg = model_config(seq, label_rule, settings, summary, job.fingerprint)
@@ -402,7 +405,8 @@ def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
     prev_cfg = plan.previous or {}
     if job.prev_model is not None:
         job.prev_model.net.to(device)
-    prev_scores = _previous_on_new_splits(job.prev_model, job.frame, seq)
+    prev_scores = (None if job.frame is None else
+                   _previous_on_new_splits(job.prev_model, job.frame, seq))
     cfg["retrain"] = {
         "init": plan.init, "reason": plan.reason, "trained_at": now.isoformat(),
         "last_cold_at": now.isoformat() if plan.init == "cold" else plan.last_cold_at,
@@ -420,6 +424,8 @@ def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
     }
     out = layout.warehouse.model(job.symbol)
     save_model(out, res.state, cfg)
+    # the model is complete: a checkpoint of this (or an interrupted earlier) fit is not needed
+    layout.warehouse.checkpoint(job.symbol).unlink(missing_ok=True)
     meta = res.summary()
     meta.update({"init": plan.init, "init_reason": plan.reason, "skipped": False,
                  "trained_at": now.isoformat(), "path": str(out)})
@@ -447,9 +453,7 @@ def run_train(layout: Layout, symbol: str, settings: Settings,
     ck = layout.warehouse.checkpoint(symbol)
     res = fit(job.seq, settings, checkpoint=ck, fingerprint=f"{job.fingerprint}:{job.plan.init}",
               on_epoch=on_epoch, init_state=job.init_state, max_epochs=job.max_epochs)
-    meta = _finish_train(layout, settings, job, res)
-    ck.unlink(missing_ok=True)  # the model is complete: the checkpoint is no longer needed
-    return meta
+    return _finish_train(layout, settings, job, res)
 
 
 def stacks_symbols(settings: Settings, n_symbols: int) -> bool:
