@@ -19,7 +19,9 @@ symbols: the input projection of every time step is one ``baddbmm`` per layer, t
 With dropout and input noise off, the results equal per-symbol ``fit`` up to float rounding
 (``lstm_assets_tests/test_bench.py`` checks it on CPU); with dropout on, only the random masks
 differ. The returned ``TrainResult`` states use ``LSTMClassifier``'s parameter names, so the
-models save, load and evaluate like any other. No dagster import: this runs on a bare GPU box.
+models save, load and evaluate like any other. Used by ``pipeline.run_train_many`` (the model
+step when symbols train together, e.g. on a GPU) and the GPU bench. No dagster import: this
+runs on a bare GPU box.
 """
 
 from __future__ import annotations
