@@ -169,8 +169,9 @@ def _upstream(path: AnyPath, asset: str, symbol: str) -> AnyPath:
     return path
 
 
-def _read_clean(layout: Layout, symbol: str) -> pd.DataFrame:
-    return read_parquet(_upstream(layout.warehouse.clean_frame(symbol), "clean_frames", symbol))
+def _read_clean(layout: Layout, symbol: str, columns: list[str] | None = None) -> pd.DataFrame:
+    return read_parquet(_upstream(layout.warehouse.clean_frame(symbol), "clean_frames", symbol),
+                        columns=columns)
 
 
 def _read_sequences(layout: Layout, symbol: str) -> SequenceSet:
@@ -350,7 +351,7 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
                    init_state: dict[str, Any] | None, max_epochs: int | None,
                    now: datetime | None) -> _TrainJob:
     seq = _read_sequences(layout, symbol)
-    frame = _read_clean(layout, symbol)
+    band_k = _band_k(_read_clean(layout, symbol, columns=["vol_est", "band"]))
     fp = input_fingerprint(layout, symbol, settings, seq)
     now = now or datetime.now(UTC)
     out = layout.warehouse.model(symbol)
@@ -358,7 +359,7 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
         plan = TrainPlan("warm", "initial weights given by the caller", last_cold_at=None)
     else:
         plan = plan_training(layout, symbol, settings, seq, fp, now)
-    job = _TrainJob(symbol, seq, None, _band_k(frame), fp, plan, now, init_state=init_state,
+    job = _TrainJob(symbol, seq, None, band_k, fp, plan, now, init_state=init_state,
                     max_epochs=max_epochs)
     if plan.init == "skip":
         prev = plan.previous or {}
@@ -370,7 +371,7 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
         job.skipped = meta
         return job
     if plan.previous is not None:
-        job.frame = frame
+        job.frame = _read_clean(layout, symbol)  # all columns the previous model may use
         try:
             job.prev_model = LoadedModel.load(out)
         except Exception as e:  # unreadable weights: train from scratch, say so
