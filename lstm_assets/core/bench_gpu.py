@@ -70,32 +70,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-class _Steps:
-    """Runs the GPU section's steps one by one: a step that fails is recorded (its error in
-    ``details["errors"]``, a row saying so) and the next one still runs; ``save`` is called after
-    every step, so a run cut off by a time limit still leaves what it measured."""
+def _timed(device: str, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``fn()`` and its wall time, the device's queued work included."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t0
 
-    def __init__(self, figures: dict[str, Any], details: dict[str, Any],
-                 rows: list[tuple[str, str, str, bool | None]], say: Callable[[str], None],
-                 save: Callable[[], None] | None) -> None:
-        self.figures, self.details, self.rows, self.say, self.save = (figures, details, rows,
-                                                                        say, save)
 
-    def __call__(self, name: str, fn: Callable[[], None]) -> bool:
-        t0 = time.perf_counter()
-        try:
-            fn()
-            ok = True
-        except Exception as e:  # noqa: BLE001 - one failed measurement must not lose the rest
-            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            self.say(f"gpu: step '{name}' failed: {msg}")
-            self.details.setdefault("errors", {})[name] = msg
-            self.rows.append((name, f"failed: {msg}", "", False))
-            ok = False
-        self.details.setdefault("step_seconds", {})[name] = round(time.perf_counter() - t0, 2)
-        if self.save is not None:
-            self.save()
-        return ok
+def _all_symbols_target(k: int) -> tuple[float, str]:
+    """The issue's 5 minutes for 164 symbols, pro rata for ``k``: seconds and its label."""
+    target = 300.0 * k / 164
+    return target, f"<= {target:.0f}s" + ("" if k == 164 else " (pro rata)")
 
 
 def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], None],
@@ -115,11 +102,25 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
     rows: list[tuple[str, str, str, bool | None]] = []
     details: dict[str, Any] = {}
     out = {"figures": f, "details": details, "rows": rows}
-    step = _Steps(f, details, rows, say, None if save is None else lambda: save(out))
     on_gpu = device.startswith("cuda")
     one, E = seqs[0], size.gpu_epochs
     flops = lstm_flops_per_sequence(one.X.shape[1], st.hidden_size, st.num_layers, one.lookback)
-    got: dict[str, Any] = {}
+
+    def step(name: str, fn: Callable[[], None]) -> None:
+        """Run one measurement; a failure is recorded (``details["errors"]``, a row) and the
+        next step still runs. ``save`` after every step: a run cut off by a time limit still
+        leaves what it measured."""
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - one failed measurement must not lose the rest
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            say(f"gpu: step '{name}' failed: {msg}")
+            details.setdefault("errors", {})[name] = msg
+            rows.append((name, f"failed: {msg}", "", False))
+        details.setdefault("step_seconds", {})[name] = round(time.perf_counter() - t0, 2)
+        if save is not None:
+            save(out)
 
     def yardsticks() -> None:
         f["gpu_name"] = torch.cuda.get_device_name(0) if on_gpu else f"{device} (dry run)"
@@ -177,12 +178,7 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
             f"up to {st.max_epochs} epochs with early stopping")
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
-        _sync(device)
-        t0 = time.perf_counter()
-        many = fit_many(seqs, st, group_size=size.gpu_group_size)
-        _sync(device)
-        wall = time.perf_counter() - t0
-        got["many"], got["wall"] = many, wall
+        many, wall = _timed(device, lambda: fit_many(seqs, st, group_size=size.gpu_group_size))
         seen = sum(r.train_sequences * r.epochs_run for r in many)
         f["gpu_multi_symbols"] = len(many)
         f["gpu_multi_train_seconds"] = wall
@@ -202,26 +198,20 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
                              "best_val_loss": r.best_val_loss, "stopped_early": r.stopped_early,
                              "features_used": r.features_used} for r in many]
         k = len(many)
-        target_s = 300.0 * k / 164
+        target_s, target = _all_symbols_target(k)
         rows.append((f"all {k} symbols x {size.gpu_years} y trained at once (stacked, "
                      f"{many[0].precision})",
                      f"{wall:.1f}s, {f['gpu_multi_sequences_per_second']:,.0f} seq/s, "
                      f"{f['gpu_multi_epochs_run_mean']:.1f} epochs/symbol (early stopping; "
                      f"{details['multi_epochs_run_max']} for the group), mean best val loss "
-                     f"{f['gpu_multi_best_val_loss_mean']:.4f}",
-                     f"<= {target_s:.0f}s" + ("" if k == 164 else " (pro rata)"),
-                     wall <= target_s))
+                     f"{f['gpu_multi_best_val_loss_mean']:.4f}", target, wall <= target_s))
         if f["gpu_multi_speedup_vs_reference"]:
             rows.append(("stacked throughput / reference loop",
                          f"{f['gpu_multi_speedup_vs_reference']:.1f}x", "", None))
 
     def single() -> None:
         say("gpu: one symbol alone, same settings")
-        _sync(device)
-        t0 = time.perf_counter()
-        res = fit(one, st)
-        _sync(device)
-        f["gpu_single_symbol_seconds"] = time.perf_counter() - t0
+        res, f["gpu_single_symbol_seconds"] = _timed(device, lambda: fit(one, st))
         f["gpu_single_best_val_loss"] = res.best_val_loss
         f["gpu_sequential_all_symbols_estimate_seconds"] = (f["gpu_single_symbol_seconds"]
                                                             * len(seqs))
@@ -256,17 +246,11 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
         symbols = [s for s in layout.symbols() if layout.warehouse.sequences(s).exists()]
         pst = st.replace(stack_symbols=0)  # the default: together on a GPU, sized by memory
         say(f"gpu: the model step's path (pipeline.run_train_many) on {len(symbols)} symbols")
-        _sync(device)
-        t0 = time.perf_counter()
-        metas = pipeline.run_train_many(layout, symbols, pst)
-        _sync(device)
-        wall = time.perf_counter() - t0
+        metas, wall = _timed(device, lambda: pipeline.run_train_many(layout, symbols, pst))
         bad = {k: repr(v) for k, v in metas.items() if isinstance(v, Exception)}
         ok = [m for m in metas.values() if isinstance(m, dict)]
         seen = sum(m["train_sequences"] * m["epochs_run"] for m in ok)
-        t1 = time.perf_counter()
-        again = pipeline.run_train_many(layout, symbols, pst)
-        rerun = time.perf_counter() - t1
+        again, rerun = _timed(device, lambda: pipeline.run_train_many(layout, symbols, pst))
         f["gpu_pipeline_symbols"] = len(ok)
         f["gpu_pipeline_train_seconds"] = f["gpu_train_all_symbols_seconds"] = wall
         f["gpu_pipeline_sequences_per_second"] = seen / wall
@@ -279,14 +263,13 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
             "test_accuracy_mean": float(np.mean([m["new_test_accuracy"] for m in ok]))
             if ok else None}
         k = len(symbols)
-        target_s = 300.0 * k / 164
+        target_s, target = _all_symbols_target(k)
         rows.append((f"model step's path: {len(ok)} of {k} symbols planned, trained together, "
                      "scored and saved (pipeline.run_train_many)",
                      f"{wall:.1f}s, {f['gpu_pipeline_sequences_per_second']:,.0f} seq/s, groups "
                      f"of {details['pipeline']['trained_together']}, mean test accuracy "
                      f"{details['pipeline']['test_accuracy_mean'] or float('nan'):.3f}"
-                     + (f"; {len(bad)} failed" if bad else ""),
-                     f"<= {target_s:.0f}s" + ("" if k == 164 else " (pro rata)"),
+                     + (f"; {len(bad)} failed" if bad else ""), target,
                      wall <= target_s and not bad))
         rows.append(("the same, run again (inputs unchanged)",
                      f"{rerun:.1f}s: {', '.join(details['pipeline']['rerun_inits'])}", "", None))

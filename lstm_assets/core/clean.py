@@ -31,6 +31,7 @@ helpers ``vol_est``, ``fwd_return``, ``band``, ``label`` (0 DOWN, 1 FLAT, 2 UP, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,9 @@ LABEL_COLS = ("vol_est", "fwd_return", "band", "label")
 NON_FEATURES = ("date", *OHLCV, *LABEL_COLS)
 
 
-def feature_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c not in NON_FEATURES]
+def feature_columns(columns: pd.DataFrame | Iterable[str]) -> list[str]:
+    """The feature columns of a frame (or of a list of column names), in their order."""
+    return [c for c in columns if c not in NON_FEATURES]
 
 
 def _need_text(settings: Settings) -> str:

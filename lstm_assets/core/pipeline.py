@@ -318,10 +318,12 @@ def split_metrics(net: Any, X: np.ndarray, seq: SequenceSet, lookback: int) -> d
     return out
 
 
-def _previous_on_new_splits(prev: LoadedModel | None, frame: pd.DataFrame,
+def _previous_on_new_splits(prev: LoadedModel | None, frame: pd.DataFrame | None,
                             seq: SequenceSet) -> dict[str, float] | None:
     """The previous model, with its own scaler, scored on the new val/test windows."""
-    if prev is None or any(f not in frame.columns for f in prev.config["features"]):
+    if prev is None or frame is None:
+        return None
+    if any(f not in frame.columns for f in prev.config["features"]):
         return None
     if len(frame) != len(seq.X) or prev.lookback != seq.lookback:
         return None
@@ -406,8 +408,7 @@ def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
     prev_cfg = plan.previous or {}
     if job.prev_model is not None:
         job.prev_model.net.to(device)
-    prev_scores = (None if job.frame is None else
-                   _previous_on_new_splits(job.prev_model, job.frame, seq))
+    prev_scores = _previous_on_new_splits(job.prev_model, job.frame, seq)
     cfg["retrain"] = {
         "init": plan.init, "reason": plan.reason, "trained_at": now.isoformat(),
         "last_cold_at": now.isoformat() if plan.init == "cold" else plan.last_cold_at,

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
-from lstm_assets.core.clean import NON_FEATURES, feature_columns
+from lstm_assets.core.clean import feature_columns
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.splits import Bounds, split_bounds
 from lstm_assets.core.storage import (
@@ -164,7 +164,7 @@ def build_sequences_from_parquet(path: AnyPath, settings: Settings) -> tuple[Seq
             return build_sequences(read_parquet(path), settings, str(path))
         rows = pf.metadata.num_rows
         bounds = _bounds(rows, settings, str(path))
-        feats = [c for c in names if c not in NON_FEATURES]
+        feats = feature_columns(names)
 
         def read_block(cols: list[str]) -> np.ndarray:
             out = np.empty((len(cols), rows), dtype=np.float32)  # .T: column-major

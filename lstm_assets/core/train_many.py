@@ -71,10 +71,6 @@ class StackedLSTMClassifier(nn.Module):
     def p(self, name: str) -> torch.Tensor:
         return self.params[name.replace(".", "__")]
 
-    def state_of(self, s: int) -> dict[str, torch.Tensor]:
-        """Symbol s's weights under ``LSTMClassifier``'s names (CPU copies)."""
-        return {k: self.p(k)[s].detach().cpu().clone() for k in self.names}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (S, B, T, F) -> logits (S, B, C)."""
         S, B, T, _ = x.shape
