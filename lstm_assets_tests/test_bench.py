@@ -59,6 +59,7 @@ def test_bench_multi_symbol_training_equals_single(demo_raw: Path, tmp_path: Pat
                  learning_rate=3e-3)
     seqs = _three_symbols(demo_raw, tmp_path, s)
     many = fit_many(seqs, s, group_size=2)  # two groups: 2 symbols, then 1
+    assert [r.trained_together for r in many] == [2, 2, 1]
     for seq, got in zip(seqs, many, strict=True):
         want = fit(seq, s)
         assert got.epochs_run == want.epochs_run

@@ -257,7 +257,7 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
         f["gpu_pipeline_rerun_seconds"] = rerun
         details["pipeline"] = {
             "errors": bad, "inits": sorted({m["init"] for m in ok}),
-            "trained_together": sorted({m.get("trained_together", 1) for m in ok}),
+            "trained_together": sorted({m["trained_together"] for m in ok}),
             "rerun_inits": sorted({m["init"] for m in again.values() if isinstance(m, dict)}),
             "epochs_run_mean": float(np.mean([m["epochs_run"] for m in ok])) if ok else None,
             "test_accuracy_mean": float(np.mean([m["new_test_accuracy"] for m in ok]))

@@ -511,12 +511,9 @@ def run_train_many(layout: Layout, symbols: list[str], settings: Settings, *,
                  time.perf_counter() - t0)
         for job, res in zip(group, trained, strict=True):
             try:
-                meta = _finish_train(layout, settings, job, res)
+                results[job.symbol] = _finish_train(layout, settings, job, res)
             except Exception as e:  # noqa: BLE001 - e.g. a failed write: this symbol alone
                 results[job.symbol] = e
-                continue
-            meta["trained_together"] = len(group)  # "seconds" is then the group's time
-            results[job.symbol] = meta
     return results
 
 

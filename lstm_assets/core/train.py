@@ -98,6 +98,9 @@ class TrainResult:
     resumed_from_epoch: int = 0
     stopped_early: bool = False
     init: str = "cold"
+    trained_together: int = 1
+    """Symbols in the stacked group this model trained in (``train_many``); 1 for ``fit``.
+    Above 1, ``seconds`` is the whole group's training time."""
     features_used: int = 0
     """Input features whose first-layer weights are not all zero (the group lasso zeroes the
     others: the model cannot see them)."""

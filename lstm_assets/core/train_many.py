@@ -282,7 +282,7 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
     done = torch.zeros(S, dtype=torch.bool, device=device)
     best = {k: p.detach().clone() for k, p in net.params.items()}
     results = [TrainResult(state={}, device=str(device), parameters=n_params(net) // S,
-                           precision="bf16-autocast" if use_ac else "fp32",
+                           precision="bf16-autocast" if use_ac else "fp32", trained_together=S,
                            train_sequences=len(r),
                            init="warm" if inits[j] is not None else "cold")
                for j, r in enumerate(train_rows)]
