@@ -30,6 +30,7 @@ import io
 import json
 import os
 import re
+import secrets
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -145,8 +146,17 @@ def symbol_path(folder: AnyPath, symbol: str, suffix: str) -> AnyPath:
     return path
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
+def _new_temp_beside(target: Path) -> str:
+    """A new empty file beside ``target``, created with the mode a plain ``open()`` gives (0666
+    less the umask, applied by the kernel). ``mkstemp`` would make it owner-only (0600),
+    unreadable to other users, pods under another uid and shared folders."""
+    while True:
+        name = str(target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return name
+        except FileExistsError:  # pragma: no cover - 64 random bits
+            continue
 
 
 @contextlib.contextmanager
@@ -166,11 +176,7 @@ def atomic_path(target: AnyPath) -> Iterator[Path]:
         return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    # mkstemp makes the file owner-only (0600); give it the mode a plain open() would, so other
-    # users, pods under another uid and shared folders can read the artifact
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.close(fd)
+    tmp_name = _new_temp_beside(target)
     try:
         yield Path(tmp_name)
         os.replace(tmp_name, target)
