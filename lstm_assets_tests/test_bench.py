@@ -60,6 +60,14 @@ def test_bench_multi_symbol_training_equals_single(demo_raw: Path, tmp_path: Pat
     seqs = _three_symbols(demo_raw, tmp_path, s)
     many = fit_many(seqs, s, group_size=2)  # two groups: 2 symbols, then 1
     assert [r.trained_together for r in many] == [2, 2, 1]
+    # the first group's symbols stop at different epochs: the one still training goes on alone
+    # (compacted); without compaction the group runs to the end with the other masked out
+    assert many[0].epochs_run != many[1].epochs_run
+    uncompacted = fit_many(seqs, s, group_size=2, compact=False)
+    for got, other in zip(many, uncompacted, strict=True):
+        assert [h["val_loss"] for h in got.history] == [h["val_loss"] for h in other.history]
+        for k in got.state:
+            assert torch.equal(got.state[k], other.state[k]), k
     for seq, got in zip(seqs, many, strict=True):
         want = fit(seq, s)
         assert got.epochs_run == want.epochs_run
@@ -83,6 +91,46 @@ def test_bench_multi_symbol_training_with_dropout_learns(demo_raw: Path, tmp_pat
         losses = [h["train_loss"] for h in r.history]
         assert losses[-1] < losses[0]
         assert r.state["lstm.weight_ih_l0"].shape == (4 * 8, seqs[0].X.shape[1])
+
+
+def _reference_fused_cell(ig: torch.Tensor, hg: torch.Tensor, cx: torch.Tensor,
+                          *_bias: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What aten._thnn_fused_lstm_cell (CUDA only) computes, for checking the wiring on CPU."""
+    assert ig.dim() == hg.dim() == cx.dim() == 2 and ig.dtype == hg.dtype == cx.dtype
+    gates = ig + hg
+    i, f, g, o = gates.chunk(4, dim=1)
+    cy = torch.sigmoid(f) * cx + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(cy), cy, gates
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_stacked_model_fused_cell_path_matches_unfused(monkeypatch: pytest.MonkeyPatch,
+                                                       autocast: bool) -> None:
+    """The fused-cell path (the default on CUDA) gives the unfused path's logits and gradients:
+    shapes, views and dtypes handed to the fused op are right. The op itself is CUDA-only; the
+    GPU script checks the real kernel against the unfused path."""
+    from lstm_assets.core import train_many
+    from lstm_assets.core.model import LSTMClassifier
+    from lstm_assets.core.train_many import StackedLSTMClassifier
+
+    monkeypatch.setattr(train_many, "_FUSED_LSTM_CELL", _reference_fused_cell)
+    states = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        states.append(LSTMClassifier(5, 8, 2, 0.0).state_dict())
+    x = torch.randn(3, 4, 6, 5)
+    grads = {}
+    for fused in (False, True):
+        net = StackedLSTMClassifier(states, 2, 0.0, fused=fused)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = net(x)
+        logits.float().square().sum().backward()
+        grads[fused] = (logits.float().detach(),
+                        {k: p.grad.clone() for k, p in net.params.items()})
+    tol = 3e-2 if autocast else 1e-5  # bf16: fused sums the two gate inputs in fp32
+    torch.testing.assert_close(grads[True][0], grads[False][0], atol=tol, rtol=tol)
+    for k, g in grads[False][1].items():
+        torch.testing.assert_close(grads[True][1][k], g, atol=tol, rtol=tol)
 
 
 def test_fit_trains_in_fp32_where_bf16_lstm_is_unsupported(

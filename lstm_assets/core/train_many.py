@@ -4,8 +4,9 @@ One symbol's batches (64 windows of 30 x 95) are far too small to keep a GPU bus
 ``torch.func.vmap`` has no batching rule for ``nn.LSTM``. So the S models of a group live as
 stacked tensors (``weight_ih_l0`` of shape ``(S, 4H, I)`` and so on) and one step runs all S
 symbols: the input projection of every time step is one ``baddbmm`` per layer, the recurrence one
-``bmm`` per step, the head one ``baddbmm``. Everything else is per symbol, exactly as
-:func:`lstm_assets.core.train.fit` does it for one symbol:
+``bmm`` per step, the head one ``baddbmm``; on CUDA each step's gate arithmetic is PyTorch's fused
+LSTM-cell kernel. Symbols that stop early leave the group (it is compacted). Everything else is
+per symbol, exactly as :func:`lstm_assets.core.train.fit` does it for one symbol:
 
 - initial weights: ``torch.manual_seed(seed)`` then ``LSTMClassifier(...)``, as ``fit`` does;
 - shuffle order of epoch e: ``randperm`` from a generator seeded with ``seed * 100_003 + e``;
@@ -55,13 +56,19 @@ VAL_SLICE = 512
 
 
 class StackedLSTMClassifier(nn.Module):
-    """S independent ``LSTMClassifier`` models with stacked parameters (leading dim S)."""
+    """S independent ``LSTMClassifier`` models with stacked parameters (leading dim S).
+
+    ``fused``: the gate arithmetic of each time step as one kernel (PyTorch's own fused LSTM
+    cell, ``aten._thnn_fused_lstm_cell``, what ``nn.LSTMCell`` runs on CUDA) instead of about ten
+    elementwise kernels, each with its own backward; None = on CUDA (the op has no CPU kernel).
+    """
 
     def __init__(self, states: list[dict[str, torch.Tensor]], num_layers: int,
-                 dropout: float) -> None:
+                 dropout: float, fused: bool | None = None) -> None:
         super().__init__()
         self.num_layers = num_layers
         self.dropout = dropout
+        self.fused = fused
         self.names = list(states[0].keys())
         self.params = nn.ParameterDict({
             k.replace(".", "__"): nn.Parameter(torch.stack([s[k].detach().float()
@@ -71,9 +78,21 @@ class StackedLSTMClassifier(nn.Module):
     def p(self, name: str) -> torch.Tensor:
         return self.params[name.replace(".", "__")]
 
+    @torch.no_grad()
+    def keep(self, slots: torch.Tensor) -> None:
+        """Keep only the models at ``slots`` (new parameters; the old ones are dropped)."""
+        for k in list(self.params.keys()):
+            self.params[k] = nn.Parameter(self.params[k][slots].clone())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (S, B, T, F) -> logits (S, B, C)."""
         S, B, T, _ = x.shape
+        dev = x.device.type
+        # under autocast the matmuls run in its dtype: cast the recurrent weights once per
+        # forward, not once per time step (autocast's cache skips views such as a transpose)
+        mm_dtype = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev)
+                    else torch.float32)
+        fused = x.is_cuda if self.fused is None else self.fused
         inp = x
         h = x.new_zeros(())
         for layer in range(self.num_layers):
@@ -84,16 +103,26 @@ class StackedLSTMClassifier(nn.Module):
             xw = torch.baddbmm(bias[:, None, :], inp.reshape(S, B * T, -1),
                                w_ih.transpose(1, 2)).view(S, B, T, 4 * hidden)
             xw = xw.permute(2, 0, 1, 3).contiguous()  # time-major: xw[t] is contiguous
+            if fused:
+                xw = xw.float()  # the fused cell takes both gate inputs in one dtype
+            # one slice per step by unbind: its backward stacks the steps' gradients once,
+            # where indexing xw[t] would add each step's into a zeroed copy of all of xw
+            xs = xw.unbind(0)
+            w_hh_t = w_hh.transpose(1, 2).to(mm_dtype)
             h = x.new_zeros(S, B, hidden, dtype=torch.float32)
             c = torch.zeros_like(h)
             last = layer == self.num_layers - 1
             outs: list[torch.Tensor] = []
             for t in range(T):
-                # gates in fp32 even when the matmuls run in bf16 (autocast)
-                g = (xw[t] + torch.bmm(h, w_hh.transpose(1, 2))).float()
-                i, f, gg, o = g.chunk(4, dim=-1)  # PyTorch's gate order: input, forget, cell, out
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-                h = torch.sigmoid(o) * torch.tanh(c)
+                hw = torch.bmm(h.to(mm_dtype), w_hh_t)
+                if fused:  # gates in fp32: i, f, g, o as nn.LSTM orders them
+                    h, c = fused_lstm_cell(xs[t], hw.float(), c)
+                else:
+                    # gates in fp32 even when the matmuls run in bf16 (autocast)
+                    g = (xs[t] + hw).float()
+                    i, f, gg, o = g.chunk(4, dim=-1)  # PyTorch's order: input, forget, cell, out
+                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+                    h = torch.sigmoid(o) * torch.tanh(c)
                 if not last:
                     outs.append(h)
             if not last:
@@ -103,6 +132,21 @@ class StackedLSTMClassifier(nn.Module):
         h = nn.functional.dropout(h, self.dropout, training=self.training and self.dropout > 0)
         w, b = self.p("head.weight"), self.p("head.bias")
         return torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
+
+
+_FUSED_LSTM_CELL = torch.ops.aten._thnn_fused_lstm_cell
+"""(input_gates (N, 4H), hidden_gates (N, 4H), cx (N, H)) -> (hy, cy, workspace)."""
+
+
+def fused_lstm_cell(input_gates: torch.Tensor, hidden_gates: torch.Tensor,
+                    c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One LSTM step from its two gate pre-activations (..., 4H) and cell state (..., H):
+    (h, c) by PyTorch's fused kernel, which also has a fused backward (CUDA only)."""
+    lead, four_h = input_gates.shape[:-1], input_gates.shape[-1]
+    hy, cy, _ = _FUSED_LSTM_CELL(
+        input_gates.reshape(-1, four_h), hidden_gates.reshape(-1, four_h),
+        c.reshape(-1, four_h // 4))
+    return hy.view(*lead, -1), cy.view(*lead, -1)
 
 
 class StackedAdam:
@@ -141,6 +185,13 @@ class StackedAdam:
             denom = v.sqrt() / bc2_sqrt.view(shape) + self.eps
             upd = m / denom * step_size.view(shape)
             p.sub_(torch.where(act, upd, torch.zeros_like(upd)))
+
+    def keep(self, slots: torch.Tensor, params: list[torch.Tensor]) -> None:
+        """Keep the state of the symbols at ``slots`` only, for the kept ``params``."""
+        self.params = params
+        self.lr, self.step_count = self.lr[slots], self.step_count[slots]
+        self.m = [m[slots] for m in self.m]
+        self.v = [v[slots] for v in self.v]
 
 
 @dataclass
@@ -207,14 +258,23 @@ def auto_group_size(seqs: list[SequenceSet], settings: Settings) -> int:
 def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | None = None,
              max_epochs: int | None = None, autocast: bool | None = None,
              init_states: list[dict[str, torch.Tensor] | None] | None = None,
-             on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[TrainResult]:
+             on_epoch: Callable[[dict[str, float]], None] | None = None,
+             compact: bool = True, fused: bool | None = None) -> list[TrainResult]:
     """Train one model per sequence set, ``group_size`` symbols at a time on one device
     (None: :func:`auto_group_size`).
 
     Symbols with different feature counts go to different groups. Returns one ``TrainResult``
     per input, in input order; ``seconds`` is the group's training time (shared by its symbols).
     ``on_epoch`` gets, after each epoch of a group, ``{"epoch", "seconds", "symbols",
-    "training"}`` (symbols still training).
+    "stacked", "training"}`` (symbols in the group, in this epoch's stacked step, and still
+    training after it).
+
+    ``compact``: after an epoch in which symbols stopped early, the group goes on with the
+    others only (their weights, optimizer state and data are sliced out), so its arithmetic
+    follows the symbols still training instead of carrying the stopped ones masked out to the
+    slowest symbol's last epoch. The results are the same either way. (On a GPU an epoch of a
+    few symbols still costs its kernel launches: ~1.3 s for 55 steps on an H200.)
+    ``fused``: see :class:`StackedLSTMClassifier`.
     """
     results: list[TrainResult | None] = [None] * len(seqs)
     by_width: dict[int, list[int]] = {}
@@ -226,15 +286,18 @@ def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | N
             group = idxs[k:k + size]
             inits = [init_states[i] if init_states else None for i in group]
             for i, r in zip(group, _fit_group([seqs[i] for i in group], settings, max_epochs,
-                                              autocast, inits, on_epoch), strict=True):
+                                              autocast, inits, on_epoch, compact=compact,
+                                              fused=fused), strict=True):
                 results[i] = r
     return [r for r in results if r is not None]
 
 
 def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | None,
                autocast: bool | None, inits: list[dict[str, torch.Tensor] | None],
-               on_epoch: Callable[[dict[str, float]], None] | None = None
-               ) -> list[TrainResult]:
+               on_epoch: Callable[[dict[str, float]], None] | None = None, *,
+               compact: bool = True, fused: bool | None = None) -> list[TrainResult]:
+    """Train the group. Tensors are indexed by slot (the symbols still stacked, ``alive[slot]``
+    = the symbol's index in ``seqs``); per-symbol bookkeeping by that index."""
     device = pick_device(settings.device)
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
@@ -259,12 +322,13 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                                                                           strict=True)]),
                      dtype=torch.float32, device=device)
     offsets = torch.arange(-lb + 1, 1, device=device)
-    sym = torch.arange(S, device=device)
+    alive = list(range(S))
+    slots = torch.arange(S, device=device)
 
     def padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         n = max(len(r) for r in rows)
-        idx = np.full((S, n), lb - 1, dtype=np.int64)
-        mask = np.zeros((S, n), dtype=bool)
+        idx = np.full((len(rows), n), lb - 1, dtype=np.int64)
+        mask = np.zeros((len(rows), n), dtype=bool)
         for j, r in enumerate(rows):
             idx[j, :len(r)], mask[j, :len(r)] = r, True
         return torch.from_numpy(idx).to(device), torch.from_numpy(mask).to(device)
@@ -272,7 +336,8 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
     va_idx, va_mask = padded(val_rows)
     fresh = _init_state(n_feat, settings) if any(i is None for i in inits) else {}
     states = [init if init is not None else fresh for init in inits]  # stacked: copies
-    net = StackedLSTMClassifier(states, settings.num_layers, settings.dropout).to(device)
+    net = StackedLSTMClassifier(states, settings.num_layers, settings.dropout,
+                                fused=fused).to(device)
     params = list(net.params.values())
     opt = StackedAdam(params, settings.learning_rate, settings.weight_decay)
     plateaus = [_Plateau(settings.lr_factor, settings.lr_patience) for _ in range(S)]
@@ -288,34 +353,38 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                for j, r in enumerate(train_rows)]
 
     def batch_loss(idx: torch.Tensor, mask: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
-        xb = X[sym[:, None, None], idx[:, :, None] + offsets]  # (S, B, T, F)
+        xb = X[slots[:, None, None], idx[:, :, None] + offsets]  # (S, B, T, F)
         if train and noise > 0:
             xb = xb + noise * torch.randn_like(xb)
         if train and settings.input_dropout > 0:
             xb = drop_features(xb, settings.input_dropout)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_ac):
             logits = net(xb)
-        yb = Y[sym[:, None], idx]
+        yb = Y[slots[:, None], idx]
         lp = torch.log_softmax(logits.float(), dim=-1)
         nll = -lp.gather(-1, yb[..., None])[..., 0]
-        w = W[sym[:, None], yb] * mask
+        w = W[slots[:, None], yb] * mask
         return (nll * w).sum(1), w.sum(1), (lp.argmax(-1) == yb) & mask
+
+    def finish(slot: int) -> None:
+        results[alive[slot]].state = {name: best[name.replace(".", "__")][slot].detach().cpu()
+                                      .clone() for name in net.names}
 
     t_train, n_seen = 0.0, [0] * S
     for epoch in range(epochs):
         t0 = time.perf_counter()
         net.train()
         perms = []
-        for r in train_rows:  # the same per-epoch order fit() draws
+        for j in alive:  # the same per-epoch order fit() draws
             gen = torch.Generator().manual_seed(settings.seed * 100_003 + epoch)
-            perms.append(r[torch.randperm(len(r), generator=gen).numpy()])
+            perms.append(train_rows[j][torch.randperm(len(train_rows[j]), generator=gen).numpy()])
         tr_idx, tr_mask = padded(perms)
         n_steps = math.ceil(tr_idx.shape[1] / bs)
         pad = n_steps * bs - tr_idx.shape[1]
         if pad:
-            tr_idx = torch.cat([tr_idx, tr_idx.new_full((S, pad), lb - 1)], 1)
-            tr_mask = torch.cat([tr_mask, tr_mask.new_zeros(S, pad)], 1)
-        total = torch.zeros(S, device=device)
+            tr_idx = torch.cat([tr_idx, tr_idx.new_full((len(alive), pad), lb - 1)], 1)
+            tr_mask = torch.cat([tr_mask, tr_mask.new_zeros(len(alive), pad)], 1)
+        total = torch.zeros(len(alive), device=device)
         for i in range(n_steps):
             idx, mask = tr_idx[:, i * bs:(i + 1) * bs], tr_mask[:, i * bs:(i + 1) * bs]
             lsum, wsum, _ = batch_loss(idx, mask, train=True)
@@ -340,9 +409,9 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         t_train += sec
         # validation: one host sync per epoch for all symbols
         net.eval()
-        vl_sum = torch.zeros(S, device=device)
-        vw_sum = torch.zeros(S, device=device)
-        v_ok = torch.zeros(S, device=device)
+        vl_sum = torch.zeros(len(alive), device=device)
+        vw_sum = torch.zeros(len(alive), device=device)
+        v_ok = torch.zeros(len(alive), device=device)
         with torch.no_grad():
             for i in range(0, va_idx.shape[1], VAL_SLICE):
                 ls, ws, ok = batch_loss(va_idx[:, i:i + VAL_SLICE], va_mask[:, i:i + VAL_SLICE],
@@ -355,41 +424,56 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         val_acc = (v_ok / va_mask.sum(1).clamp_min(1)).tolist()
         tot = total.tolist()
         was_done = done.tolist()
-        improved = torch.zeros(S, dtype=torch.bool)
-        for j in range(S):
-            if was_done[j]:
+        improved = torch.zeros(len(alive), dtype=torch.bool)
+        for slot, j in enumerate(alive):
+            if was_done[slot]:
                 continue
             n_seen[j] += len(train_rows[j])
-            lrs[j] = plateaus[j].step(val_loss[j], lrs[j])
+            lrs[j] = plateaus[j].step(val_loss[slot], lrs[j])
             results[j].history.append({
-                "epoch": float(epoch + 1), "train_loss": tot[j] / max(len(train_rows[j]), 1),
-                "val_loss": val_loss[j], "val_accuracy": val_acc[j], "lr": lrs[j],
+                "epoch": float(epoch + 1),
+                "train_loss": tot[slot] / max(len(train_rows[j]), 1),
+                "val_loss": val_loss[slot], "val_accuracy": val_acc[slot], "lr": lrs[j],
                 "seconds": time.perf_counter() - t0})
-            if val_loss[j] < best_val[j] - settings.min_delta:
-                best_val[j], bad[j], results[j].best_epoch = val_loss[j], 0, epoch + 1
-                improved[j] = True
+            if val_loss[slot] < best_val[j] - settings.min_delta:
+                best_val[j], bad[j], results[j].best_epoch = val_loss[slot], 0, epoch + 1
+                improved[slot] = True
             else:
                 bad[j] += 1
             if bad[j] >= settings.early_stop_patience:
                 results[j].stopped_early = True
-                done[j] = True
-        opt.lr.copy_(torch.tensor(lrs, dtype=torch.float64))
+                done[slot] = True
+        opt.lr.copy_(torch.tensor([lrs[j] for j in alive], dtype=torch.float64))
         imp = improved.to(device)
         with torch.no_grad():
             for k, p in net.params.items():
                 best[k].copy_(torch.where(imp.view((-1,) + (1,) * (p.dim() - 1)), p, best[k]))
-        training = S - int(done.sum())
-        log.info("group of %d: epoch %d/%d (%.1fs), %d still training", S, epoch + 1, epochs,
-                 sec, training)
+        training = len(alive) - int(done.sum())
+        log.info("group of %d: epoch %d/%d (%.2fs, %d stacked), %d still training", S,
+                 epoch + 1, epochs, sec, len(alive), training)
         if on_epoch is not None:
             on_epoch({"epoch": float(epoch + 1), "seconds": sec, "symbols": float(S),
-                      "training": float(training)})
-        if bool(done.all()):
+                      "stacked": float(len(alive)), "training": float(training)})
+        if training == 0:
             break
+        if compact and training < len(alive):  # go on with the symbols still training
+            stopped = done.tolist()
+            for slot in range(len(alive)):
+                if stopped[slot]:
+                    finish(slot)
+            keep = (~done).nonzero()[:, 0]
+            alive = [j for slot, j in enumerate(alive) if not stopped[slot]]
+            net.keep(keep)
+            params = list(net.params.values())
+            opt.keep(keep, params)
+            best = {k: v[keep] for k, v in best.items()}
+            X, Y, W = X[keep], Y[keep], W[keep]
+            va_idx, va_mask = va_idx[keep], va_mask[keep]
+            done, slots = done[keep], slots[:len(alive)]
 
+    for slot in range(len(alive)):
+        finish(slot)
     for j, res in enumerate(results):
-        res.state = {name: best[name.replace(".", "__")][j].detach().cpu().clone()
-                     for name in net.names}
         res.epochs_run = len(res.history)
         row = next((r for r in res.history if int(r["epoch"]) == res.best_epoch), None)
         res.best_val_loss = row["val_loss"] if row else float("nan")
