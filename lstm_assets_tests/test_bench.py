@@ -158,3 +158,27 @@ def test_bench_flops_per_sequence(feats: int, hidden: int, layers: int, lookback
                                   mflop: float) -> None:
     got = lstm_flops_per_sequence(feats, hidden, layers, lookback) / 1e6
     assert got == pytest.approx(mflop, rel=0.01)
+
+
+def test_gpu_bench_script_dry_run(tmp_path: Path) -> None:
+    """The GPU script's Python part (``core.bench_gpu``, what ``scripts/gpu_bench.sh`` runs) on
+    CPU, tiny, in a fresh process: every step runs without error, nothing imports dagster, and
+    the JSON and table are written, so a lent GPU's short lease is not spent on a broken script."""
+    import subprocess
+
+    out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "lstm_assets.core.bench_gpu", "--dry-run",
+                           "--out", str(out), "--workdir", str(tmp_path / "work"),
+                           "--workers", "1", "--before"],
+                          cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "gpu_bench.json").read_text())
+    assert data["meta"]["complete"] is True and data["meta"]["dagster_imported"] is False
+    assert "errors" not in data["details"]
+    for key in ("gpu_multi_train_seconds", "gpu_pipeline_train_seconds",
+                "gpu_reference_sequences_per_second"):
+        assert isinstance(data[key], float) and data[key] > 0, key
+    assert data["details"]["pipeline"]["rerun_inits"] == ["skipped"]
+    assert data["details"]["multi_before_seconds"] > 0
+    assert (out / "gpu_bench.md").read_text().count("|") > 20

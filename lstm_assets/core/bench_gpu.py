@@ -88,14 +88,15 @@ def _all_symbols_target(k: int) -> tuple[float, str]:
 def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], None],
                 cpu_sps: float | None = None, device: str = "cuda",
                 save: Callable[[dict[str, Any]], None] | None = None,
-                layout: Layout | None = None, skip: frozenset[str] = frozenset()
-                ) -> dict[str, Any]:
+                layout: Layout | None = None, skip: frozenset[str] = frozenset(),
+                before: bool = False) -> dict[str, Any]:
     """Measure the GPU figures on ``seqs`` (all symbols); returns figures, details, table rows.
 
     ``save(partial)`` (optional) gets the figures so far after every step. With ``layout`` (the
     warehouse ``seqs`` came from) the product's own path is measured too: the model step's
     ``pipeline.run_train_many``, which plans, trains, scores and saves every symbol's model.
-    Steps named in ``skip`` are left out.
+    Steps named in ``skip`` are left out. ``before``: also train all symbols with the stacked
+    trainer as it was before compaction and the fused cell, for a same-run ratio.
     """
     st = size.settings.replace(device=device)
     f: dict[str, Any] = dict.fromkeys(GPU_KEYS)
@@ -209,6 +210,90 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
             rows.append(("stacked throughput / reference loop",
                          f"{f['gpu_multi_speedup_vs_reference']:.1f}x", "", None))
 
+    def fused_check() -> None:
+        """The fused LSTM cell (CUDA's kernel) against the unfused arithmetic: the same logits
+        and gradients on a small stacked model, fp32 and bf16 autocast."""
+        from lstm_assets.core.model import LSTMClassifier
+        from lstm_assets.core.train_many import StackedLSTMClassifier
+
+        if not on_gpu:
+            rows.append(("fused LSTM cell vs unfused", "not checked: CUDA-only kernel", "",
+                         None))
+            return
+        states = []
+        for seed in (1, 2, 3):
+            torch.manual_seed(seed)
+            states.append(LSTMClassifier(one.X.shape[1], st.hidden_size, st.num_layers,
+                                         0.0).state_dict())
+        x = torch.randn(3, 16, one.lookback, one.X.shape[1], device=device)
+        diffs: dict[str, float] = {}
+        for ac in (False, True):
+            out = {}
+            for fused in (False, True):
+                net = StackedLSTMClassifier(states, st.num_layers, 0.0, fused=fused).to(device)
+                with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=ac):
+                    logits = net(x)
+                logits.float().square().sum().backward()
+                out[fused] = [logits.float().detach()] + [p.grad for p in net.params.values()]
+            diffs["bf16" if ac else "fp32"] = max(
+                float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+                for a, b in zip(out[True], out[False], strict=True))
+        details["fused_cell_max_rel_diff"] = diffs
+        ok = diffs["fp32"] < 1e-4 and diffs["bf16"] < 5e-2
+        rows.append(("fused LSTM cell vs unfused: max relative difference, logits and grads",
+                     f"fp32 {diffs['fp32']:.1e}, bf16 {diffs['bf16']:.1e}", "same", ok))
+        if not ok:
+            raise AssertionError(f"fused cell differs: {diffs}")
+
+    def profile_epoch() -> None:
+        """One epoch of the stacked trainer, timed, then again under the CUDA profiler: the
+        GPU's busy time against the wall time says whether kernel launches (the host) or the
+        kernels themselves set the pace."""
+        if not on_gpu:
+            rows.append(("one stacked epoch: GPU busy / wall", "not measured: no CUDA", "", None))
+            return
+        from torch.profiler import ProfilerActivity, profile
+
+        def run() -> list[Any]:
+            return fit_many(seqs, st, group_size=size.gpu_group_size, max_epochs=1)
+
+        _timed(device, run)  # warm-up
+        _, wall = _timed(device, run)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run()
+            _sync(device)
+        busy_us, kernels, top = 0.0, 0, []
+        for ev in prof.key_averages():
+            t = getattr(ev, "self_device_time_total", None)
+            t = getattr(ev, "self_cuda_time_total", 0.0) if t is None else t
+            if t > 0:
+                busy_us += t
+                kernels += ev.count
+                top.append((t, ev.count, ev.key[:120]))
+        top.sort(reverse=True)
+        details["profile_epoch"] = {
+            "wall_seconds": wall, "gpu_busy_seconds": busy_us / 1e6, "kernels": kernels,
+            "top_kernels": [{"seconds": t / 1e6, "count": n, "name": k} for t, n, k in top[:30]]}
+        for t, n, k in top[:15]:
+            say(f"gpu: profile: {t / 1e6:7.3f}s {n:7d}x {k}")
+        rows.append(("one stacked epoch (setup and validation included): GPU busy / wall",
+                     f"{busy_us / 1e6:.2f} s / {wall:.2f} s ({busy_us / 1e6 / wall:.0%}), "
+                     f"{kernels:,} kernels", "", None))
+
+    def all_symbols_before() -> None:
+        """The stacked trainer as it was: no compaction, unfused cell (for a same-run ratio)."""
+        say(f"gpu: all {len(seqs)} symbols at once, without compaction or the fused cell")
+        many, wall = _timed(device, lambda: fit_many(seqs, st, group_size=size.gpu_group_size,
+                                                     compact=False, fused=False))
+        details["multi_before_seconds"] = wall
+        details["multi_before_best_val_loss_mean"] = float(np.mean([r.best_val_loss
+                                                                    for r in many]))
+        ratio = (f"; before / now: {wall / f['gpu_multi_train_seconds']:.2f}x"
+                 if f["gpu_multi_train_seconds"] else "")
+        rows.append(("the same without compaction or the fused cell (as before)",
+                     f"{wall:.1f}s, mean best val loss "
+                     f"{details['multi_before_best_val_loss_mean']:.4f}{ratio}", "", None))
+
     def single() -> None:
         say("gpu: one symbol alone, same settings")
         res, f["gpu_single_symbol_seconds"] = _timed(device, lambda: fit(one, st))
@@ -281,12 +366,18 @@ def gpu_section(seqs: list[SequenceSet], size: BenchSize, say: Callable[[str], N
             rows.append(("model step's path / CPU project loop", f"{r:.1f}x", ">= 20x", r >= 20))
 
     steps: list[tuple[str, Callable[[], None]]] = [
-        ("yardsticks", yardsticks), ("one symbol", one_symbol), ("large batch", large_batch),
-        ("reference loop", reference), ("all symbols at once", all_symbols),
-        ("one symbol alone", single)]
+        ("yardsticks", yardsticks), ("fused cell", fused_check), ("one symbol", one_symbol),
+        ("large batch", large_batch), ("reference loop", reference),
+        ("all symbols at once", all_symbols), ("one symbol alone", single)]
     if layout is not None:
         steps.append(("model step's path", product_path))
-    steps += [("CPU project loop", cpu), ("pipeline / CPU", cpu_ratio_pipeline)]
+    steps += [("CPU project loop", cpu), ("pipeline / CPU", cpu_ratio_pipeline),
+              ("epoch profile", profile_epoch)]
+    if before:
+        steps.append(("all symbols as before", all_symbols_before))
+    unknown = skip - {name for name, _ in steps}
+    if unknown:
+        say(f"gpu: --skip names no step: {sorted(unknown)} (steps: {[n for n, _ in steps]})")
     for name, fn in steps:
         if name in skip:
             say(f"gpu: skipping '{name}'")
@@ -308,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=None)
     p.add_argument("--skip", default="", help="comma-separated step names to leave out, e.g. "
                    "'all symbols at once'")
+    p.add_argument("--before", action="store_true", help="also train all symbols with the "
+                   "stacked trainer as it was (no compaction, unfused cell), for a same-run ratio")
     args = p.parse_args(argv)
 
     def say(msg: str) -> None:
@@ -374,7 +467,8 @@ def _run(args: argparse.Namespace, size: BenchSize, device: str, out: Path, work
         return table
 
     skip = frozenset(x.strip() for x in args.skip.split(",") if x.strip())
-    res = gpu_section(seqs, size, say, device=device, save=write, layout=layout, skip=skip)
+    res = gpu_section(seqs, size, say, device=device, save=write, layout=layout, skip=skip,
+                      before=args.before)
     print(write(res, final=True))
     if "dagster" in sys.modules:
         say("dagster was imported on the GPU path: that is a bug")
