@@ -231,9 +231,9 @@ GPU_MEMORY_SHARE = 0.6
 
 def bytes_per_symbol(seq: SequenceSet, settings: Settings) -> int:
     """A generous estimate of one symbol's GPU memory in a group: its matrix and labels, a
-    validation slice of windows, and the training step's activations (measured on an H100:
-    164 symbols x 20 years at the default settings peaked at 10.0 GiB, ~66 MB per symbol;
-    this gives ~139 MB, twice that, as a margin)."""
+    validation slice of windows, and the training step's activations (164 symbols x 20 years
+    at the default settings peaked at 10.0 GiB on an H100, ~66 MB per symbol, and at 10.6 GiB,
+    ~69 MB, on an H200 with the fused cell; this gives ~139 MB, twice that, as a margin)."""
     rows, feats = seq.X.shape
     t, h, b = settings.lookback, settings.hidden_size, settings.batch_size
     data = rows * (feats * 4 + 8)
