@@ -61,6 +61,10 @@ class StackedLSTMClassifier(nn.Module):
     ``fused``: the gate arithmetic of each time step as one kernel (PyTorch's own fused LSTM
     cell, ``aten._thnn_fused_lstm_cell``, what ``nn.LSTMCell`` runs on CUDA) instead of about ten
     elementwise kernels, each with its own backward; None = on CUDA (the op has no CPU kernel).
+    Under bf16 autocast, autocast hands that op bf16 inputs: the gate pre-activations and the
+    cell state between steps are bf16, the arithmetic inside the kernel fp32. (The unfused path
+    keeps the cell state in fp32. On an H200, 164 symbols reached the same mean best validation
+    loss either way, 0.7048.) Without autocast everything is fp32.
     """
 
     def __init__(self, states: list[dict[str, torch.Tensor]], num_layers: int,
@@ -103,8 +107,6 @@ class StackedLSTMClassifier(nn.Module):
             xw = torch.baddbmm(bias[:, None, :], inp.reshape(S, B * T, -1),
                                w_ih.transpose(1, 2)).view(S, B, T, 4 * hidden)
             xw = xw.permute(2, 0, 1, 3).contiguous()  # time-major: xw[t] is contiguous
-            if fused:
-                xw = xw.float()  # the fused cell takes both gate inputs in one dtype
             # one slice per step by unbind: its backward stacks the steps' gradients once,
             # where indexing xw[t] would add each step's into a zeroed copy of all of xw
             xs = xw.unbind(0)
@@ -115,8 +117,8 @@ class StackedLSTMClassifier(nn.Module):
             outs: list[torch.Tensor] = []
             for t in range(T):
                 hw = torch.bmm(h.to(mm_dtype), w_hh_t)
-                if fused:  # gates in fp32: i, f, g, o as nn.LSTM orders them
-                    h, c = fused_lstm_cell(xs[t], hw.float(), c)
+                if fused:  # i, f, g, o as nn.LSTM orders them
+                    h, c = fused_lstm_cell(xs[t], hw, c)
                 else:
                     # gates in fp32 even when the matmuls run in bf16 (autocast)
                     g = (xs[t] + hw).float()
