@@ -8,7 +8,7 @@ per run (see ``defs/assets.py``), so per-step parallelism would buy nothing here
 import dagster as dg
 
 from lstm_assets import deploy
-from lstm_assets.defs import assets, automation, jobs
+from lstm_assets.defs import assets, automation, console, jobs
 from lstm_assets.defs.resources import default_paths, settings_from_env
 
 defs = dg.Definitions(
@@ -17,6 +17,8 @@ defs = dg.Definitions(
     schedules=[automation.nightly_retrain_schedule],
     sensors=[automation.raw_files_sensor, automation.cross_symbol_sensor],
     resources={"settings": settings_from_env(), "paths": default_paths()},
+    # Dagster's console logger, less the uninformative stack traces of dg.Failure (defs/console.py)
+    loggers={"console": console.console_logger},
     # LSTM_EXECUTOR=celery|k8s|multiprocess|in_process (docs/deploy.md); unset: in-process
     executor=deploy.executor_from_env(default=dg.in_process_executor),
 )

@@ -388,9 +388,12 @@ def test_cli_run_range_path_trains_together_and_fails_alone(
     monkeypatch.setenv("LSTM_TRUTH_DIR", str(tmp_path / "demo_truth"))
     monkeypatch.setenv("LSTM_SETTINGS", json.dumps({**TINY_CFG, "stack_symbols": 4}))
     rc = cli.main(["run", "--raw-dir", str(raw), "--warehouse-dir", str(tmp_path / "wh")])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert rc == 0, out
     assert "data stages: 3 of 4 symbols ok" in out and "SYN002X: FAILED" in out
+    # the console names the bad file once per event, without Dagster's stack trace of the Failure
+    assert "SYN002X.csv" in captured.err and "Stack Trace" not in captured.err
     assert "models (trained together): 3 of 3 symbols ok" in out
     with dg.DagsterInstance.get() as instance:
         assert _mats(instance, "evaluation_report") == {"SYN001", "SYN002", "SYN003"}
