@@ -177,7 +177,7 @@ def test_gpu_bench_script_dry_run(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run([sys.executable, "-m", "lstm_assets.core.bench_gpu", "--dry-run",
                            "--out", str(out), "--workdir", str(tmp_path / "work"),
-                           "--workers", "1", "--before"],
+                           "--workers", "1", "--plain"],
                           cwd=root, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((out / "gpu_bench.json").read_text())
@@ -187,5 +187,5 @@ def test_gpu_bench_script_dry_run(tmp_path: Path) -> None:
                 "gpu_reference_sequences_per_second"):
         assert isinstance(data[key], float) and data[key] > 0, key
     assert data["details"]["pipeline"]["rerun_inits"] == ["skipped"]
-    assert data["details"]["multi_before_seconds"] > 0
+    assert data["details"]["multi_plain_seconds"] > 0
     assert (out / "gpu_bench.md").read_text().count("|") > 20

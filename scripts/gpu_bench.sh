@@ -8,7 +8,7 @@
 #
 # Writes $OUT/gpu_bench.md (the table), $OUT/gpu_bench.json (every figure) and
 # $OUT/gpu_bench.log. Extra arguments go to `python -m lstm_assets.core.bench_gpu`
-# (--symbols N, --years Y, --group-size G, --workers W, --skip "step,step", --before).
+# (--symbols N, --years Y, --group-size G, --workers W, --skip "step,step", --plain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
