@@ -189,3 +189,60 @@ def test_gpu_bench_script_dry_run(tmp_path: Path) -> None:
     assert data["details"]["pipeline"]["rerun_inits"] == ["skipped"]
     assert data["details"]["multi_plain_seconds"] > 0
     assert (out / "gpu_bench.md").read_text().count("|") > 20
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_after", [1, 3])
+def test_stacked_training_resumes_from_its_group_checkpoint(demo_raw: Path, tmp_path: Path,
+                                                            kill_after: int) -> None:
+    """A group killed after an epoch resumes from its checkpoint and ends exactly where an
+    uninterrupted run ends (weights, histories, RNG for dropout); with kill_after=3 symbols have
+    already left the group (compaction) when it is killed. Checkpoints go when all is done."""
+    s = Settings(lookback=10, hidden_size=8, num_layers=2, dropout=0.2, max_epochs=6,
+                 device="cpu", num_threads=1, early_stop_patience=2, lr_patience=0,
+                 learning_rate=3e-3)
+    seqs = _three_symbols(demo_raw, tmp_path, s)
+    ckdir = tmp_path / "checkpoints"
+    ckdir.mkdir()
+
+    def ck(name: str) -> Path:
+        return ckdir / f"{name}.pt"
+
+    fps = ["fp-a", "fp-b", "fp-c"]
+    whole = fit_many(seqs, s, checkpoint=ck, fingerprints=fps)
+    assert not list(ckdir.iterdir())
+
+    def kill(row: dict[str, float]) -> None:
+        if row["epoch"] == kill_after:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        fit_many(seqs, s, checkpoint=ck, fingerprints=fps, on_epoch=kill)
+    assert len(list(ckdir.iterdir())) == 1
+    epochs: list[float] = []
+    resumed = fit_many(seqs, s, checkpoint=ck, fingerprints=fps,
+                       on_epoch=lambda row: epochs.append(row["epoch"]))
+    assert epochs[0] == kill_after + 1  # nothing before the kill was trained again
+    assert not list(ckdir.iterdir())
+    if kill_after == 3:
+        assert min(r.epochs_run for r in whole) <= 3 < max(r.epochs_run for r in whole)
+
+    def no_time(h: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+
+    for a, b in zip(whole, resumed, strict=True):
+        assert no_time(a.history) == no_time(b.history)
+        assert (a.best_epoch, a.epochs_run, a.stopped_early) == (
+            b.best_epoch, b.epochs_run, b.stopped_early)
+        for k in a.state:
+            assert torch.equal(a.state[k], b.state[k]), k
+    # another fingerprint (changed data, settings or code) does not resume: it starts over
+    with pytest.raises(_Killed):
+        fit_many(seqs, s, checkpoint=ck, fingerprints=fps, on_epoch=kill)
+    epochs.clear()
+    fit_many(seqs, s, checkpoint=ck, fingerprints=["fp-a", "fp-b", "fp-CHANGED"],
+             on_epoch=lambda row: epochs.append(row["epoch"]))
+    assert epochs[0] == 1

@@ -275,6 +275,35 @@ def test_warm_start_metadata_in_dagster(demo4: Path, tmp_path: Path) -> None:
         assert inits == ["cold", "skipped"]  # the second run changed nothing: no training
 
 
+def test_model_step_training_together_resumes_after_a_kill(demo4: Path, tmp_path: Path) -> None:
+    """run_train_many killed mid-training keeps its group's checkpoint in the warehouse; the
+    rerun resumes after the last finished epoch, saves the models and removes the checkpoint."""
+    layout = pipeline.Layout.from_dirs(demo4, tmp_path / "wh", tmp_path / "demo_truth")
+    s = Settings(**TINY_CFG).replace(max_epochs=4, early_stop_patience=10, stack_symbols=3)
+    syms = ["SYN001", "SYN002", "SYN003"]
+    for sym in syms:
+        _data(layout, sym, s)
+
+    class Killed(BaseException):  # like the process dying: no error handler may catch it
+        pass
+
+    def kill(row: dict[str, float]) -> None:
+        if row["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pipeline.run_train_many(layout, syms, s, on_epoch=kill)
+    ckdir = layout.warehouse.base / "checkpoints"
+    assert [p.name.startswith("group-") for p in ckdir.iterdir()] == [True]
+    assert not any(layout.warehouse.model(sym).exists() for sym in syms)
+    epochs: list[float] = []
+    done = pipeline.run_train_many(layout, syms, s, on_epoch=lambda r: epochs.append(r["epoch"]))
+    assert epochs == [3.0, 4.0]
+    assert {m["epochs_run"] for m in done.values()} == {4}
+    assert all(layout.warehouse.model(sym).exists() for sym in syms)
+    assert not list(ckdir.iterdir())
+
+
 def test_warm_start_and_skip_when_symbols_train_together(demo4: Path, tmp_path: Path) -> None:
     """run_train_many (a GPU step's path) plans, skips and warm-starts exactly as run_train."""
     raw = _copy_raw(demo4, tmp_path)

@@ -475,8 +475,9 @@ def run_train_many(layout: Layout, symbols: list[str], settings: Settings, *,
     after another ~800 s on an H100, together ~130 s), so the cold fits go to
     :func:`~lstm_assets.core.train_many.fit_many` in groups of ``stack_symbols`` (0: as many as
     the device's free memory holds), then the warm starts likewise. Skips, plans, artifacts and
-    metadata are those of :func:`run_train`; there is no per-epoch checkpoint (a killed step
-    retrains its group). Returns each symbol's metadata, or the exception that symbol raised
+    metadata are those of :func:`run_train`. Each group checkpoints after every epoch
+    (``Warehouse.group_checkpoint``, named by its members' fingerprints): a killed step resumes
+    its groups where they were. Returns each symbol's metadata, or the exception that symbol raised
     (the others go on). If a group's training fails as a whole (e.g. out of GPU memory), its
     symbols are left out of the result, for the caller to train one at a time.
     """
@@ -502,7 +503,9 @@ def run_train_many(layout: Layout, symbols: list[str], settings: Settings, *,
             trained = fit_many([j.seq for j in group], settings,
                                group_size=settings.stack_symbols or None,
                                max_epochs=group[0].max_epochs,
-                               init_states=[j.init_state for j in group], on_epoch=on_epoch)
+                               init_states=[j.init_state for j in group], on_epoch=on_epoch,
+                               checkpoint=layout.warehouse.group_checkpoint,
+                               fingerprints=[f"{j.fingerprint}:{j.plan.init}" for j in group])
         except Exception as e:  # noqa: BLE001 - the caller trains these one at a time
             log.warning("training %d symbols together failed (%s: %s); they are left to "
                         "one-at-a-time training", len(group), type(e).__name__, e)

@@ -375,6 +375,13 @@ class Warehouse:
     def checkpoint(self, symbol: str) -> AnyPath:
         return self.path("checkpoints", symbol, ".pt")
 
+    def group_checkpoint(self, key: str) -> AnyPath:
+        """The checkpoint of symbols training together (``core.train_many``), named by
+        ``key``, a hex digest of its members' fingerprints (lower case: never a symbol's)."""
+        if not re.fullmatch(r"[0-9a-f]{8,64}", key):
+            raise ValueError(f"not a hex key: {key!r}")
+        return self.base / "checkpoints" / f"group-{key}.pt"
+
     def report(self, symbol: str, suffix: str = ".json") -> AnyPath:
         return self.path("evaluation_report", symbol, suffix)
 

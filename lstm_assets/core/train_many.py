@@ -27,11 +27,14 @@ runs on a bare GPU box.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +43,7 @@ from torch import nn
 from lstm_assets.core.model import LSTMClassifier, n_params
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES, Settings
+from lstm_assets.core.storage import AnyPath, atomic_path, local_file
 from lstm_assets.core.train import (
     TrainResult,
     class_weights,
@@ -261,7 +265,9 @@ def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | N
              max_epochs: int | None = None, autocast: bool | None = None,
              init_states: list[dict[str, torch.Tensor] | None] | None = None,
              on_epoch: Callable[[dict[str, float]], None] | None = None,
-             compact: bool = True, fused: bool | None = None) -> list[TrainResult]:
+             compact: bool = True, fused: bool | None = None,
+             checkpoint: Callable[[str], AnyPath] | None = None,
+             fingerprints: list[str] | None = None) -> list[TrainResult]:
     """Train one model per sequence set, ``group_size`` symbols at a time on one device
     (None: :func:`auto_group_size`).
 
@@ -277,29 +283,49 @@ def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | N
     slowest symbol's last epoch. The results are the same either way. (On a GPU an epoch of a
     few symbols still costs its kernel launches: ~1.3 s for 55 steps on an H200.)
     ``fused``: see :class:`StackedLSTMClassifier`.
+
+    ``checkpoint`` (a hex key -> path function, e.g. ``Warehouse.group_checkpoint``) with
+    ``fingerprints`` (one per symbol: what its training depends on): each group saves its whole
+    state after every epoch, under a name made from its members' fingerprints, and a call that
+    finds a group's checkpoint resumes it; a killed call loses at most an epoch. The
+    checkpoints are removed when every group has finished.
     """
     results: list[TrainResult | None] = [None] * len(seqs)
     by_width: dict[int, list[int]] = {}
     for i, s in enumerate(seqs):
         by_width.setdefault(int(s.X.shape[1]), []).append(i)
+    used: list[AnyPath] = []
     for idxs in by_width.values():
         size = group_size or auto_group_size([seqs[i] for i in idxs], settings)
         for k in range(0, len(idxs), size):
             group = idxs[k:k + size]
             inits = [init_states[i] if init_states else None for i in group]
+            ck, key = None, ""
+            if checkpoint is not None and fingerprints is not None:
+                key = hashlib.sha256(json.dumps(
+                    [[fingerprints[i] for i in group], max_epochs, autocast, compact,
+                     fused]).encode()).hexdigest()[:20]
+                ck = checkpoint(key)
+                used.append(ck)
             for i, r in zip(group, _fit_group([seqs[i] for i in group], settings, max_epochs,
                                               autocast, inits, on_epoch, compact=compact,
-                                              fused=fused), strict=True):
+                                              fused=fused, checkpoint=ck, fingerprint=key),
+                            strict=True):
                 results[i] = r
+    for path in used:  # every group finished: nothing to resume
+        path.unlink(missing_ok=True)
     return [r for r in results if r is not None]
 
 
 def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | None,
                autocast: bool | None, inits: list[dict[str, torch.Tensor] | None],
                on_epoch: Callable[[dict[str, float]], None] | None = None, *,
-               compact: bool = True, fused: bool | None = None) -> list[TrainResult]:
+               compact: bool = True, fused: bool | None = None,
+               checkpoint: AnyPath | None = None, fingerprint: str = "") -> list[TrainResult]:
     """Train the group. Tensors are indexed by slot (the symbols still stacked, ``alive[slot]``
-    = the symbol's index in ``seqs``); per-symbol bookkeeping by that index."""
+    = the symbol's index in ``seqs``); per-symbol bookkeeping by that index. With
+    ``checkpoint``, the group's whole state is saved there after every epoch, and a matching
+    (``fingerprint``) checkpoint is resumed from."""
     device = pick_device(settings.device)
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
@@ -354,6 +380,61 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                            init="warm" if inits[j] is not None else "cold")
                for j, r in enumerate(train_rows)]
 
+    start_epoch, t_train, n_seen = 0, 0.0, [0] * S
+    ck = _load_group(checkpoint, fingerprint, device)
+    if ck is not None:  # resume: the stacked state of the symbols still in the group
+        info = json.loads(ck["info"])
+        alive = info["alive"]
+        keep = torch.tensor(alive, dtype=torch.long, device=device)
+        net.keep(keep)
+        with torch.no_grad():
+            for k, prm in net.params.items():
+                prm.copy_(ck[f"params.{k}"])
+        params = list(net.params.values())
+        opt.keep(keep, params)
+        opt.lr, opt.step_count = ck["opt.lr"], ck["opt.step"]
+        opt.m = [ck[f"opt.m.{i}"] for i in range(len(params))]
+        opt.v = [ck[f"opt.v.{i}"] for i in range(len(params))]
+        best = {k: ck[f"best.{k}"] for k in net.params}
+        X, Y, W = X[keep], Y[keep], W[keep]
+        va_idx, va_mask = va_idx[keep], va_mask[keep]
+        done, slots = ck["done"], slots[:len(alive)]
+        for j, res in enumerate(results):
+            res.history, res.best_epoch = info["history"][j], info["best_epoch"][j]
+            res.stopped_early = info["stopped_early"][j]
+            if j not in alive:
+                res.state = {name: ck[f"finished.{j}.{name}"].cpu() for name in net.names}
+            plateaus[j].best, plateaus[j].bad = info["plateau"][j]
+        lrs, best_val, bad, n_seen = info["lrs"], info["best_val"], info["bad"], info["n_seen"]
+        t_train, start_epoch = info["t_train"], info["epoch"] + 1
+        torch.set_rng_state(ck["rng.cpu"])
+        if device.type == "cuda" and "rng.cuda" in ck:
+            torch.cuda.set_rng_state(ck["rng.cuda"], device)
+        log.info("group of %d: resuming from %s after epoch %d (%d still stacked)", S,
+                 checkpoint, start_epoch, len(alive))
+
+    def save(epoch: int) -> None:
+        if checkpoint is None:
+            return
+        tensors = {f"params.{k}": v for k, v in net.params.items()}
+        tensors |= {f"best.{k}": v for k, v in best.items()}
+        tensors |= {f"opt.m.{i}": v for i, v in enumerate(opt.m)}
+        tensors |= {f"opt.v.{i}": v for i, v in enumerate(opt.v)}
+        tensors |= {"opt.lr": opt.lr, "opt.step": opt.step_count, "done": done,
+                    "rng.cpu": torch.get_rng_state()}
+        if device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+        for j, res in enumerate(results):
+            if j not in alive:
+                tensors |= {f"finished.{j}.{name}": v for name, v in res.state.items()}
+        info = {"epoch": epoch, "alive": alive, "lrs": lrs, "best_val": best_val, "bad": bad,
+                "n_seen": n_seen, "t_train": t_train,
+                "plateau": [[pl.best, pl.bad] for pl in plateaus],
+                "history": [r.history for r in results],
+                "best_epoch": [r.best_epoch for r in results],
+                "stopped_early": [r.stopped_early for r in results]}
+        _save_group(checkpoint, fingerprint, tensors, info)
+
     def batch_loss(idx: torch.Tensor, mask: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
         xb = X[slots[:, None, None], idx[:, :, None] + offsets]  # (S, B, T, F)
         if train and noise > 0:
@@ -372,8 +453,9 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         results[alive[slot]].state = {name: best[name.replace(".", "__")][slot].detach().cpu()
                                       .clone() for name in net.names}
 
-    t_train, n_seen = 0.0, [0] * S
-    for epoch in range(epochs):
+    for epoch in range(start_epoch, epochs):
+        if bool(done.all()):  # resumed after the last symbol stopped
+            break
         t0 = time.perf_counter()
         net.train()
         perms = []
@@ -450,15 +532,11 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         with torch.no_grad():
             for k, p in net.params.items():
                 best[k].copy_(torch.where(imp.view((-1,) + (1,) * (p.dim() - 1)), p, best[k]))
-        training = len(alive) - int(done.sum())
+        stacked = len(alive)
+        training = stacked - int(done.sum())
         log.info("group of %d: epoch %d/%d (%.2fs, %d stacked), %d still training", S,
-                 epoch + 1, epochs, sec, len(alive), training)
-        if on_epoch is not None:
-            on_epoch({"epoch": float(epoch + 1), "seconds": sec, "symbols": float(S),
-                      "stacked": float(len(alive)), "training": float(training)})
-        if training == 0:
-            break
-        if compact and training < len(alive):  # go on with the symbols still training
+                 epoch + 1, epochs, sec, stacked, training)
+        if compact and 0 < training < stacked:  # go on with the symbols still training
             stopped = done.tolist()
             for slot in range(len(alive)):
                 if stopped[slot]:
@@ -472,6 +550,12 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
             X, Y, W = X[keep], Y[keep], W[keep]
             va_idx, va_mask = va_idx[keep], va_mask[keep]
             done, slots = done[keep], slots[:len(alive)]
+        save(epoch)
+        if on_epoch is not None:
+            on_epoch({"epoch": float(epoch + 1), "seconds": sec, "symbols": float(S),
+                      "stacked": float(stacked), "training": float(training)})
+        if training == 0:
+            break
 
     for slot in range(len(alive)):
         finish(slot)
@@ -484,3 +568,33 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         res.sequences_per_second = n_seen[j] / t_train if t_train > 0 else float("nan")
         set_feature_use(res, seqs[j].features)
     return results
+
+
+def _save_group(path: AnyPath, fingerprint: str, tensors: dict[str, torch.Tensor],
+                info: dict[str, Any]) -> None:
+    """A group's state after an epoch: tensors and a JSON string (no pickle), written
+    atomically, loadable with ``weights_only=True``."""
+    ck: dict[str, Any] = {k: v.detach().cpu() for k, v in tensors.items()}
+    ck["info"] = json.dumps(info)
+    ck["fingerprint"] = fingerprint
+    with atomic_path(path) as tmp:
+        torch.save(ck, tmp)
+
+
+def _load_group(path: AnyPath | None, fingerprint: str,
+                device: torch.device) -> dict[str, Any] | None:
+    """The group checkpoint at ``path`` when it exists, reads and matches ``fingerprint``."""
+    if path is None or not path.exists():
+        return None
+    try:
+        with local_file(path) as local:
+            ck = torch.load(local, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
+        log.warning("ignoring unreadable group checkpoint %s: %s", path, e)
+        return None
+    if ck.get("fingerprint") != fingerprint:
+        return None
+    ck["rng.cpu"] = ck["rng.cpu"].cpu()
+    if "rng.cuda" in ck:
+        ck["rng.cuda"] = ck["rng.cuda"].cpu()
+    return ck
