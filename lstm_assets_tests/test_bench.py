@@ -3,6 +3,7 @@ matches per-symbol ``fit``; the FLOP count matches the issue's figure. No timing
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
 import sys
@@ -212,7 +213,8 @@ def test_stacked_training_resumes_from_its_group_checkpoint(demo_raw: Path, tmp_
         return ckdir / f"{name}.pt"
 
     fps = ["fp-a", "fp-b", "fp-c"]
-    whole = fit_many(seqs, s, checkpoint=ck, fingerprints=fps)
+    train = functools.partial(fit_many, checkpoint_every=0.0)  # a checkpoint every epoch
+    whole = train(seqs, s, checkpoint=ck, fingerprints=fps)
     assert not list(ckdir.iterdir())
 
     def kill(row: dict[str, float]) -> None:
@@ -220,10 +222,10 @@ def test_stacked_training_resumes_from_its_group_checkpoint(demo_raw: Path, tmp_
             raise _Killed
 
     with pytest.raises(_Killed):
-        fit_many(seqs, s, checkpoint=ck, fingerprints=fps, on_epoch=kill)
+        train(seqs, s, checkpoint=ck, fingerprints=fps, on_epoch=kill)
     assert len(list(ckdir.iterdir())) == 1
     epochs: list[float] = []
-    resumed = fit_many(seqs, s, checkpoint=ck, fingerprints=fps,
+    resumed = train(seqs, s, checkpoint=ck, fingerprints=fps,
                        on_epoch=lambda row: epochs.append(row["epoch"]))
     assert epochs[0] == kill_after + 1  # nothing before the kill was trained again
     assert not list(ckdir.iterdir())
@@ -241,8 +243,38 @@ def test_stacked_training_resumes_from_its_group_checkpoint(demo_raw: Path, tmp_
             assert torch.equal(a.state[k], b.state[k]), k
     # another fingerprint (changed data, settings or code) does not resume: it starts over
     with pytest.raises(_Killed):
-        fit_many(seqs, s, checkpoint=ck, fingerprints=fps, on_epoch=kill)
+        train(seqs, s, checkpoint=ck, fingerprints=fps, on_epoch=kill)
     epochs.clear()
-    fit_many(seqs, s, checkpoint=ck, fingerprints=["fp-a", "fp-b", "fp-CHANGED"],
+    train(seqs, s, checkpoint=ck, fingerprints=["fp-a", "fp-b", "fp-CHANGED"],
              on_epoch=lambda row: epochs.append(row["epoch"]))
     assert epochs[0] == 1
+
+
+def test_stacked_training_resume_skips_groups_that_had_finished(demo_raw: Path,
+                                                                 tmp_path: Path) -> None:
+    """Two groups (2 symbols, then 1): killed in the second, the rerun trains none of the first
+    again (its finished state was kept), and the second from its last checkpoint (none here:
+    the interval is long, so from the start). Both end as an uninterrupted run does."""
+    s = Settings(lookback=10, hidden_size=8, num_layers=1, dropout=0.0, max_epochs=3,
+                 device="cpu", num_threads=1)
+    seqs = _three_symbols(demo_raw, tmp_path, s)
+    ckdir = tmp_path / "ck"
+    ckdir.mkdir()
+    train = functools.partial(fit_many, group_size=2, checkpoint=lambda k: ckdir / f"{k}.pt",
+                              fingerprints=["a", "b", "c"], checkpoint_every=1e9)
+    whole = train(seqs, s)
+
+    def kill(row: dict[str, float]) -> None:
+        if row["symbols"] == 1 and row["epoch"] == 3:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(seqs, s, on_epoch=kill)
+    assert len(list(ckdir.iterdir())) == 1  # the first group's final state (none periodic)
+    rows: list[dict[str, float]] = []
+    resumed = train(seqs, s, on_epoch=rows.append)
+    assert [(r["symbols"], r["epoch"]) for r in rows] == [(1, 1), (1, 2), (1, 3)]
+    for a, b in zip(whole, resumed, strict=True):
+        for k in a.state:
+            assert torch.equal(a.state[k], b.state[k]), k
+    assert not list(ckdir.iterdir())

@@ -275,9 +275,13 @@ def test_warm_start_metadata_in_dagster(demo4: Path, tmp_path: Path) -> None:
         assert inits == ["cold", "skipped"]  # the second run changed nothing: no training
 
 
-def test_model_step_training_together_resumes_after_a_kill(demo4: Path, tmp_path: Path) -> None:
+def test_model_step_training_together_resumes_after_a_kill(
+        demo4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_train_many killed mid-training keeps its group's checkpoint in the warehouse; the
-    rerun resumes after the last finished epoch, saves the models and removes the checkpoint."""
+    rerun resumes after the last saved epoch, saves the models and removes the checkpoint."""
+    from lstm_assets.core import train_many
+
+    monkeypatch.setattr(train_many, "CHECKPOINT_EVERY_S", 0.0)  # save after every epoch
     layout = pipeline.Layout.from_dirs(demo4, tmp_path / "wh", tmp_path / "demo_truth")
     s = Settings(**TINY_CFG).replace(max_epochs=4, early_stop_patience=10, stack_symbols=3)
     syms = ["SYN001", "SYN002", "SYN003"]

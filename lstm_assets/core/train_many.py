@@ -231,6 +231,11 @@ def _init_state(n_features: int, settings: Settings) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+CHECKPOINT_EVERY_S = 30.0
+"""Seconds between a group's checkpoints. A group's state is large (164 symbols: ~650 MB) and
+its epochs short (~1.3 s on an H200), so it is saved after the first epoch that ends this long
+after the last save, not after every epoch; a kill loses at most this much training."""
+
 GPU_MEMORY_SHARE = 0.6
 """Share of the GPU's free memory an automatically sized group may plan to use."""
 
@@ -267,7 +272,8 @@ def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | N
              on_epoch: Callable[[dict[str, float]], None] | None = None,
              compact: bool = True, fused: bool | None = None,
              checkpoint: Callable[[str], AnyPath] | None = None,
-             fingerprints: list[str] | None = None) -> list[TrainResult]:
+             fingerprints: list[str] | None = None,
+             checkpoint_every: float | None = None) -> list[TrainResult]:
     """Train one model per sequence set, ``group_size`` symbols at a time on one device
     (None: :func:`auto_group_size`).
 
@@ -286,32 +292,37 @@ def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | N
 
     ``checkpoint`` (a hex key -> path function, e.g. ``Warehouse.group_checkpoint``) with
     ``fingerprints`` (one per symbol: what its training depends on): each group saves its whole
-    state after every epoch, under a name made from its members' fingerprints, and a call that
-    finds a group's checkpoint resumes it; a killed call loses at most an epoch. The
-    checkpoints are removed when every group has finished.
+    state after an epoch when ``checkpoint_every`` seconds (None: :data:`CHECKPOINT_EVERY_S`)
+    have passed since its last save, and when it finishes (unless it is the last group), under
+    a name made from its members' fingerprints; a call that finds a group's checkpoint resumes
+    it. The checkpoints are removed when every group has finished.
     """
     results: list[TrainResult | None] = [None] * len(seqs)
     by_width: dict[int, list[int]] = {}
     for i, s in enumerate(seqs):
         by_width.setdefault(int(s.X.shape[1]), []).append(i)
-    used: list[AnyPath] = []
+    groups: list[list[int]] = []
     for idxs in by_width.values():
         size = group_size or auto_group_size([seqs[i] for i in idxs], settings)
-        for k in range(0, len(idxs), size):
-            group = idxs[k:k + size]
-            inits = [init_states[i] if init_states else None for i in group]
-            ck, key = None, ""
-            if checkpoint is not None and fingerprints is not None:
-                key = hashlib.sha256(json.dumps(
-                    [[fingerprints[i] for i in group], max_epochs, autocast, compact,
-                     fused]).encode()).hexdigest()[:20]
-                ck = checkpoint(key)
-                used.append(ck)
-            for i, r in zip(group, _fit_group([seqs[i] for i in group], settings, max_epochs,
-                                              autocast, inits, on_epoch, compact=compact,
-                                              fused=fused, checkpoint=ck, fingerprint=key),
-                            strict=True):
-                results[i] = r
+        groups += [idxs[k:k + size] for k in range(0, len(idxs), size)]
+    used: list[AnyPath] = []
+    for n, group in enumerate(groups, 1):
+        inits = [init_states[i] if init_states else None for i in group]
+        ck, key = None, ""
+        if checkpoint is not None and fingerprints is not None:
+            key = hashlib.sha256(json.dumps(
+                [[fingerprints[i] for i in group], max_epochs, autocast, compact,
+                 fused]).encode()).hexdigest()[:20]
+            ck = checkpoint(key)
+            used.append(ck)
+        # a finished group's state is saved for the groups after it (a kill then loses none of
+        # it); the last group's would be removed again at once
+        trained = _fit_group([seqs[i] for i in group], settings, max_epochs, autocast, inits,
+                             on_epoch, compact=compact, fused=fused, checkpoint=ck,
+                             fingerprint=key, checkpoint_every=checkpoint_every,
+                             save_finished=n < len(groups))
+        for i, r in zip(group, trained, strict=True):
+            results[i] = r
     for path in used:  # every group finished: nothing to resume
         path.unlink(missing_ok=True)
     return [r for r in results if r is not None]
@@ -321,7 +332,9 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                autocast: bool | None, inits: list[dict[str, torch.Tensor] | None],
                on_epoch: Callable[[dict[str, float]], None] | None = None, *,
                compact: bool = True, fused: bool | None = None,
-               checkpoint: AnyPath | None = None, fingerprint: str = "") -> list[TrainResult]:
+               checkpoint: AnyPath | None = None, fingerprint: str = "",
+               checkpoint_every: float | None = None,
+               save_finished: bool = True) -> list[TrainResult]:
     """Train the group. Tensors are indexed by slot (the symbols still stacked, ``alive[slot]``
     = the symbol's index in ``seqs``); per-symbol bookkeeping by that index. With
     ``checkpoint``, the group's whole state is saved there after every epoch, and a matching
@@ -413,8 +426,13 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         log.info("group of %d: resuming from %s after epoch %d (%d still stacked)", S,
                  checkpoint, start_epoch, len(alive))
 
-    def save(epoch: int) -> None:
-        if checkpoint is None:
+    last_save = time.perf_counter()
+    every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
+
+    def save(epoch: int, finished: bool) -> None:
+        nonlocal last_save
+        if checkpoint is None or not (finished or
+                                      time.perf_counter() - last_save >= every):
             return
         tensors = {f"params.{k}": v for k, v in net.params.items()}
         tensors |= {f"best.{k}": v for k, v in best.items()}
@@ -434,6 +452,8 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                 "best_epoch": [r.best_epoch for r in results],
                 "stopped_early": [r.stopped_early for r in results]}
         _save_group(checkpoint, fingerprint, tensors, info)
+        last_save = time.perf_counter()
+    every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
 
     def batch_loss(idx: torch.Tensor, mask: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
         xb = X[slots[:, None, None], idx[:, :, None] + offsets]  # (S, B, T, F)
@@ -550,7 +570,7 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
             X, Y, W = X[keep], Y[keep], W[keep]
             va_idx, va_mask = va_idx[keep], va_mask[keep]
             done, slots = done[keep], slots[:len(alive)]
-        save(epoch)
+        save(epoch, finished=save_finished and (training == 0 or epoch + 1 == epochs))
         if on_epoch is not None:
             on_epoch({"epoch": float(epoch + 1), "seconds": sec, "symbols": float(S),
                       "stacked": float(stacked), "training": float(training)})
