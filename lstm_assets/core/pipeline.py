@@ -475,9 +475,10 @@ def run_train_many(layout: Layout, symbols: list[str], settings: Settings, *,
     after another ~800 s on an H100, together ~130 s), so the cold fits go to
     :func:`~lstm_assets.core.train_many.fit_many` in groups of ``stack_symbols`` (0: as many as
     the device's free memory holds), then the warm starts likewise. Skips, plans, artifacts and
-    metadata are those of :func:`run_train`. Each group checkpoints after every epoch
-    (``Warehouse.group_checkpoint``, named by its members' fingerprints): a killed step resumes
-    its groups where they were. Returns each symbol's metadata, or the exception that symbol raised
+    metadata are those of :func:`run_train`. Each group checkpoints
+    (``Warehouse.group_checkpoint``, named by its members' fingerprints, at most every
+    ``train_many.CHECKPOINT_EVERY_S``): a killed step resumes its groups where they were
+    saved. Returns each symbol's metadata, or the exception that symbol raised
     (the others go on). If a group's training fails as a whole (e.g. out of GPU memory), its
     symbols are left out of the result, for the caller to train one at a time.
     """

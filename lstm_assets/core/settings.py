@@ -86,7 +86,8 @@ class Settings:
     """How many symbols' models one step trains together (stacked weights and batched matmuls,
     ``core.train_many``): 0 = auto (on a GPU as many as its free memory holds, on a CPU one at a
     time), 1 = one at a time (per-symbol ``fit``), N > 1 = up to N together on any device. Both
-    checkpoint after every epoch (a symbol, or a group) and resume after a kill. The models
+    checkpoint (a symbol after every epoch, a group at most every minute) and resume after a
+    kill. The models
     equal one-at-a-time training up to float rounding and dropout masks; on an H100, 164
     symbols train ~6x faster together (BENCHMARKS.md)."""
 

@@ -231,10 +231,11 @@ def _init_state(n_features: int, settings: Settings) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-CHECKPOINT_EVERY_S = 30.0
-"""Seconds between a group's checkpoints. A group's state is large (164 symbols: ~650 MB) and
-its epochs short (~1.3 s on an H200), so it is saved after the first epoch that ends this long
-after the last save, not after every epoch; a kill loses at most this much training."""
+CHECKPOINT_EVERY_S = 60.0
+"""Seconds between a group's checkpoints. A group's state is large (164 symbols: 650 MB, which
+took 2.3 s to save on the 2-core dev machine) and its epochs short (~1.3 s on an H200), so it
+is saved after the first epoch that ends this long after the last save, not after every epoch:
+about 4% of the training time at that save speed, and a kill loses at most ~a minute."""
 
 GPU_MEMORY_SHARE = 0.6
 """Share of the GPU's free memory an automatically sized group may plan to use."""
