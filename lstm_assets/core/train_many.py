@@ -454,7 +454,6 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                 "stopped_early": [r.stopped_early for r in results]}
         _save_group(checkpoint, fingerprint, tensors, info)
         last_save = time.perf_counter()
-    every = CHECKPOINT_EVERY_S if checkpoint_every is None else checkpoint_every
 
     def batch_loss(idx: torch.Tensor, mask: torch.Tensor, train: bool) -> tuple[torch.Tensor, ...]:
         xb = X[slots[:, None, None], idx[:, :, None] + offsets]  # (S, B, T, F)
