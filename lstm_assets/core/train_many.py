@@ -338,8 +338,9 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                save_finished: bool = True) -> list[TrainResult]:
     """Train the group. Tensors are indexed by slot (the symbols still stacked, ``alive[slot]``
     = the symbol's index in ``seqs``); per-symbol bookkeeping by that index. With
-    ``checkpoint``, the group's whole state is saved there after every epoch, and a matching
-    (``fingerprint``) checkpoint is resumed from."""
+    ``checkpoint``, the group's whole state is saved there after an epoch once
+    ``checkpoint_every`` seconds have passed since the last save (and after its last epoch when
+    ``save_finished``), and a matching (``fingerprint``) checkpoint is resumed from."""
     device = pick_device(settings.device)
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
