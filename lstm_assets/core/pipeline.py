@@ -353,7 +353,6 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
                    init_state: dict[str, Any] | None, max_epochs: int | None,
                    now: datetime | None) -> _TrainJob:
     seq = _read_sequences(layout, symbol)
-    band_k = _band_k(_read_clean(layout, symbol, columns=["vol_est", "band"]))
     fp = input_fingerprint(layout, symbol, settings, seq)
     now = now or datetime.now(UTC)
     out = layout.warehouse.model(symbol)
@@ -361,7 +360,7 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
         plan = TrainPlan("warm", "initial weights given by the caller", last_cold_at=None)
     else:
         plan = plan_training(layout, symbol, settings, seq, fp, now)
-    job = _TrainJob(symbol, seq, None, band_k, fp, plan, now, init_state=init_state,
+    job = _TrainJob(symbol, seq, None, float("nan"), fp, plan, now, init_state=init_state,
                     max_epochs=max_epochs)
     if plan.init == "skip":
         prev = plan.previous or {}
@@ -372,8 +371,13 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
         log.info("[%s] training skipped: %s", symbol, plan.reason)
         job.skipped = meta
         return job
+    # the clean frame: whole when a previous model is to be scored (any column it may use),
+    # else only the two columns band_k needs
+    frame = _read_clean(layout, symbol,
+                        columns=None if plan.previous is not None else ["vol_est", "band"])
+    job.band_k = _band_k(frame)
     if plan.previous is not None:
-        job.frame = _read_clean(layout, symbol)  # all columns the previous model may use
+        job.frame = frame
         try:
             job.prev_model = LoadedModel.load(out)
         except Exception as e:  # unreadable weights: train from scratch, say so
