@@ -87,9 +87,8 @@ class Settings:
     ``core.train_many``): 0 = auto (on a GPU as many as its free memory holds, on a CPU one at a
     time), 1 = one at a time (per-symbol ``fit``), N > 1 = up to N together on any device. Both
     checkpoint (a symbol after every epoch, a group at most every minute) and resume after a
-    kill. The models
-    equal one-at-a-time training up to float rounding and dropout masks; on an H100, 164
-    symbols train ~6x faster together (BENCHMARKS.md)."""
+    kill. The models equal one-at-a-time training up to float rounding and dropout masks; on an
+    H100, 164 symbols train ~6x faster together (BENCHMARKS.md)."""
 
     # ---- evaluation ---------------------------------------------------------------------
     cost_bps: float = 5.0

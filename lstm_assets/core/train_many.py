@@ -102,7 +102,6 @@ class StackedLSTMClassifier(nn.Module):
                     else torch.float32)
         fused = x.is_cuda if self.fused is None else self.fused
         inp = x
-        h = x.new_zeros(())
         for layer in range(self.num_layers):
             w_ih, w_hh = self.p(f"lstm.weight_ih_l{layer}"), self.p(f"lstm.weight_hh_l{layer}")
             bias = self.p(f"lstm.bias_ih_l{layer}") + self.p(f"lstm.bias_hh_l{layer}")
@@ -232,8 +231,8 @@ def _init_state(n_features: int, settings: Settings) -> dict[str, torch.Tensor]:
 
 
 CHECKPOINT_EVERY_S = 60.0
-"""Seconds between a group's checkpoints. A group's state is large (164 symbols: 650 MB, which
-took 2.3 s to save on the 2-core dev machine) and its epochs short (~1.3 s on an H200), so it
+"""Seconds between a group's checkpoints. A group's state is large (164 symbols: 650 MB; that
+size took 2.3 s to save on the 2-core dev machine) and its epochs short (~1.3 s on an H200), so it
 is saved after the first epoch that ends this long after the last save, not after every epoch:
 about 4% of the training time at that save speed, and a kill loses at most ~a minute."""
 
@@ -401,12 +400,9 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
         info = json.loads(ck["info"])
         alive = info["alive"]
         keep = torch.tensor(alive, dtype=torch.long, device=device)
-        net.keep(keep)
-        with torch.no_grad():
-            for k, prm in net.params.items():
-                prm.copy_(ck[f"params.{k}"])
-        params = list(net.params.values())
-        opt.keep(keep, params)
+        for k in list(net.params.keys()):
+            net.params[k] = nn.Parameter(ck[f"params.{k}"])
+        params = opt.params = list(net.params.values())
         opt.lr, opt.step_count = ck["opt.lr"], ck["opt.step"]
         opt.m = [ck[f"opt.m.{i}"] for i in range(len(params))]
         opt.v = [ck[f"opt.v.{i}"] for i in range(len(params))]
