@@ -326,6 +326,12 @@ def test_bad_input_symbol_with_dot_or_lowercase(tmp_path: Path, tiny: Settings) 
     layout = Layout.from_dirs(raw_dir, wh)
     for sym in ("BRK.B", "brk.b", " Brk.B "):
         assert find_raw_file(raw_dir, sym) == raw_dir / "brk.b.csv"
+    # find_raw_file looks only at names that may hold the symbol: an exchange prefix, and a
+    # non-ASCII name whose upper case is the symbol ("ſ".upper() == "S"), are still found
+    for name, sym in (("NYSE:lmt.csv", "LMT"), ("\u017fpy.csv", "SPY")):
+        prices().to_csv(raw_dir / name, index=False)
+        assert find_raw_file(raw_dir, sym) == raw_dir / name
+        (raw_dir / name).unlink()
     meta = run_clean(layout, "brk.b", tiny)
     assert Path(meta["path"]) == wh / "clean_frames" / "BRK.B.parquet"
     assert pd.read_parquet(meta["path"])["close"].notna().all()

@@ -61,6 +61,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import os
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -113,9 +114,12 @@ class RawInfo:
 
 # ---- files and symbols ------------------------------------------------------------------------
 
+_SUFFIXES_LONGEST_FIRST = tuple(sorted(RAW_SUFFIXES, key=len, reverse=True))
+
+
 def _raw_suffix(name: str) -> str | None:
     low = name.lower()
-    for suf in sorted(RAW_SUFFIXES, key=len, reverse=True):
+    for suf in _SUFFIXES_LONGEST_FIRST:
         if low.endswith(suf):
             return suf
     return None
@@ -137,17 +141,25 @@ def symbol_of(path: Path) -> str:
         raise InputError(path, e.problem, e.fix) from e
 
 
-def _raw_entries(folder: Path) -> list[Path]:
-    """Non-hidden entries of ``folder`` named like a raw file (files, folders, broken links)."""
+def _raw_entries(folder: Path, symbol: str | None = None) -> list[Path]:
+    """Non-hidden entries of ``folder`` named like a raw file (files, folders, broken links).
+
+    With ``symbol`` (normalised), only those that may belong to it: an ASCII name whose
+    symbol is ``symbol`` holds it, in any case (the symbol is the stem, upper-cased), so other
+    ASCII names are passed over without parsing them; a name with other characters is kept.
+    """
     if not folder.is_dir():
         return []
-    return [p for p in sorted(folder.iterdir())
-            if not p.name.startswith(".") and _raw_suffix(p.name) is not None]
+    part = symbol.lower() if symbol is not None else ""
+    names = sorted(name for name in os.listdir(folder)
+                   if not name.startswith(".") and (not name.isascii() or part in name.lower()))
+    return [folder / name for name in names if _raw_suffix(name) is not None]
 
 
-def _by_symbol(folder: Path) -> dict[str, list[Path]]:
+def _by_symbol(folder: Path, symbol: str | None = None) -> dict[str, list[Path]]:
+    """Symbol -> its raw-looking entries (sorted by name); with ``symbol``, only that one's."""
     out: dict[str, list[Path]] = {}
-    for p in _raw_entries(folder):
+    for p in _raw_entries(folder, symbol):
         try:
             sym = symbol_of(p)
         except InputError:
@@ -171,7 +183,7 @@ def find_raw_file(folder: Path, symbol: str) -> Path:
     """The one raw file of ``symbol`` in ``folder``; InputError when none or several."""
     folder = Path(folder)
     sym = normalize_symbol(symbol)
-    paths = _by_symbol(folder).get(sym, [])
+    paths = _by_symbol(folder, sym).get(sym, [])
     if not paths:
         raise InputError(folder / f"{sym}.csv", f"no raw file for symbol {sym} in {folder}",
                          f"put {sym}.csv (or .csv.gz / .parquet) in {folder}")
