@@ -90,3 +90,47 @@ def test_walk_forward_folds_expand_and_never_overlap(seq_frame, tiny: Settings) 
     res = walk_forward(frame, tiny.replace(max_epochs=1), 2)
     assert len(res["folds"]) == 2
     assert res["pooled"]["confusion_matrix"] and 0 <= res["pooled"]["accuracy"] <= 1
+
+
+def test_report_explains_the_oracle_and_a_model_above_it(seq_frame, demo_raw,
+                                                         tiny: Settings) -> None:
+    """On demo data the report says what the oracle is, and a model above the oracle's expected
+    accuracy is called luck on a finite test split (never better than the best achievable)."""
+    from lstm_assets.core.evaluate import load_truth
+    from lstm_assets.core.report import leaderboard_markdown, markdown
+
+    seq, frame = seq_frame
+    truth = load_truth(demo_raw.parent / "demo_truth", "SYN001")
+    assert truth is not None
+    te = seq.end_rows("test")
+    dates = seq.dates[te].astype("datetime64[ns]")
+    proba = oracle_proba(frame, truth, dates)  # the oracle's own rule as the "model"
+    rep = evaluate(seq, frame, proba, tiny, truth=truth)
+    o = rep["oracle"]
+    assert rep["model"]["accuracy"] == pytest.approx(o["realized_accuracy"])
+    text = markdown(rep)
+    assert "Oracle: the rule that knows the demo generator's true probabilities" in text
+    assert f"its predictions scored {100 * o['realized_accuracy']:.1f}%" in text
+    assert "say nothing about real markets" in text  # demo data's trading view
+    lucky = "got lucky on a finite test split"
+    lo, hi = rep["model"]["accuracy_ci"]
+    above = rep["model"]["accuracy"] > o["expected_accuracy"] and lo <= o["expected_accuracy"]
+    assert (lucky in text) == above
+    # the same report, the model above / below the oracle's expected figure
+    for acc, want in ((o["expected_accuracy"] + 0.01, True), (o["expected_accuracy"] - 0.01,
+                                                                False)):
+        r2 = {**rep, "model": {**rep["model"], "accuracy": acc,
+                               "accuracy_ci": [acc - 0.03, acc + 0.03]}}
+        assert (lucky in markdown(r2)) == want
+    rows = [{"symbol": s, "model_accuracy": a, "best_baseline": "prior", "prior_accuracy": 0.33,
+             "edge_vs_best": a - 0.33, "significant_edge": True, "oracle_accuracy": 0.67,
+             "sharpe": 1.0} for s, a in (("AAA", 0.69), ("BBB", 0.60))]
+    board = leaderboard_markdown({"symbols": 2, "rows": rows, "mean": {},
+                                  "significant_wins": 2})
+    assert "A model above it (AAA) was lucky" in board
+    rows[0]["model_accuracy"] = 0.66
+    assert "was lucky" not in leaderboard_markdown({"symbols": 2, "rows": rows, "mean": {},
+                                                    "significant_wins": 2})
+    # without an oracle (real data) neither note appears
+    plain = markdown({k: v for k, v in rep.items() if k != "oracle"})
+    assert "Oracle:" not in plain and "real markets" not in plain

@@ -71,6 +71,32 @@ def plot_png(rep: dict[str, Any], history: list[dict[str, float]]) -> bytes:
     return buf.getvalue()
 
 
+def _pct_big(x: float | None) -> str:
+    """A percentage that may run to many digits (compounded returns): thousands separated."""
+    return _pct(x) if x is None or not np.isfinite(x) or abs(x) < 10 else f"{100 * x:,.0f}%"
+
+
+def _oracle_note(rep: dict[str, Any]) -> list[str]:
+    """What the oracle row means, and why the model can land above it (demo data only)."""
+    o = rep.get("oracle")
+    if not o:
+        return []
+    acc, ci = rep["model"]["accuracy"], rep["model"].get("accuracy_ci")
+    diff = 100 * (acc - o["expected_accuracy"])
+    within = bool(ci) and ci[0] <= o["expected_accuracy"] <= ci[1]
+    return [
+        "",
+        "Oracle: the rule that knows the demo generator's true probabilities and predicts the "
+        f"likeliest class. Expected accuracy {_pct(o['expected_accuracy'])}; on these "
+        f"{rep['test_samples']} test days its predictions scored {_pct(o['realized_accuracy'])}. "
+        f"The model is {diff:+.1f} points from the expected figure"
+        + ("." if not within else " (inside the model's 95% interval)." if diff <= 0 else
+           " (inside the model's 95% interval: a model above the oracle got lucky on a finite "
+           "test split; it is not better than the best achievable)."),
+        "",
+    ]
+
+
 def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") -> str:
     m, b = rep["model"], rep["baselines"]
     lines = [
@@ -101,6 +127,7 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
         "",
         f"Edge over the best baseline ({rep['best_baseline']}): "
         f"{100 * e['accuracy_diff']:+.1f} points, 95% CI {_ci(e['ci'])} — {verdict}.",
+        *_oracle_note(rep),
         f"Test label shares DOWN/FLAT/UP: "
         f"{' / '.join(_pct(x) for x in rep['label_share_test'])}; the model predicts "
         f"{' / '.join(_pct(x) for x in m['predicted_share'])}.",
@@ -115,13 +142,14 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
     lines += [
         "",
         f"Trading view (long UP / short DOWN / flat FLAT, {s['cost_bps']:g} bps per unit "
-        "turnover): ",
+        "turnover)" + (": synthetic demo data, so these returns say nothing about real "
+                       "markets." if rep.get("oracle") else ":"),
         "",
         "| | cumulative return | Sharpe (ann.) | hit rate | turnover/day |",
         "|---|---|---|---|---|",
-        f"| model signals | {_pct(s['cumulative_return'])} | {s['sharpe']:.2f} | "
+        f"| model signals | {_pct_big(s['cumulative_return'])} | {s['sharpe']:.2f} | "
         f"{_pct(s['hit_rate'])} | {s['turnover']:.2f} |",
-        f"| buy and hold | {_pct(h['cumulative_return'])} | {h['sharpe']:.2f} | | |",
+        f"| buy and hold | {_pct_big(h['cumulative_return'])} | {h['sharpe']:.2f} | | |",
         "",
         f"Calibration: expected calibration error {rep['reliability']['ece']:.3f}.",
     ]
@@ -254,4 +282,14 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
             f"{_pct(r[f'{best}_accuracy'])} | {100 * r['edge_vs_best']:+.1f} | "
             f"{'yes' if r['significant_edge'] else 'no'} | {_pct(r['oracle_accuracy'])} | "
             f"{r['sharpe']:.2f} |")
+    above = [r["symbol"] for r in rows if r.get("oracle_accuracy") is not None
+             and r["model_accuracy"] > r["oracle_accuracy"]]
+    if any(r.get("oracle_accuracy") is not None for r in rows):
+        note = ("oracle: the expected accuracy of the rule that knows the demo generator's true "
+                "probabilities (the best achievable on average).")
+        if above:
+            note += (f" A model above it ({', '.join(above)}) was lucky on its finite test split "
+                     "(each symbol's report gives the model's 95% interval), not better than the "
+                     "best achievable.")
+        lines += ["", note]
     return "\n".join(lines) + "\n"
