@@ -376,11 +376,21 @@ def memory_probe(clean_path: str, settings_json: str, epochs: int, loop: str) ->
     toy(torch.zeros(2, 3, 4)).sum().backward()
     torch.nn.utils.clip_grad_norm_(toy.parameters(), 1.0)
     opt.step()
-    import io
+    from lstm_assets.core.sequences import read_pool
+    from lstm_assets.core.storage import parquet_reader, write_parquet
 
-    buf = io.BytesIO()
-    pd.DataFrame({"a": [1.0]}).to_parquet(buf)
-    pd.read_parquet(io.BytesIO(buf.getvalue()))
+    # a 3-row frame of the clean frame's column types, written and read as the stage does: a
+    # process's first read of a dictionary-encoded int8 column sets up ~2-4 MB inside pyarrow,
+    # once (a one-cell float64 round trip, the warm-up until 2026-11-27, left that in the stage)
+    with tempfile.TemporaryDirectory() as tmp:
+        toy_path = Path(tmp) / "toy.parquet"
+        write_parquet(toy_path, pd.DataFrame({"date": pd.date_range("2020-01-01", periods=3),
+                                              "x": np.ones(3, np.float32),
+                                              "label": np.arange(3, dtype=np.int8)}))
+        pd.read_parquet(toy_path)
+        with parquet_reader(toy_path, memory_pool=read_pool()) as reader:
+            for i in range(reader.metadata.num_columns):
+                reader.read_column(i).to_numpy()
     clean = Path(clean_path)  # <warehouse>/clean_frames/<SYMBOL>.parquet
     layout = pipeline.Layout(clean.parents[1], Warehouse(clean.parents[1]))
     symbol = clean.stem
