@@ -80,6 +80,24 @@ def test_sequences_from_parquet_equal_frame_path(demo_raw: Path, tmp_path: Path,
         _equal(SequenceSet.load(Path(meta["path"])), a)
 
 
+def test_sequences_reader_fallback_without_pyarrows_reader_class(
+        demo_raw: Path, tmp_path: Path, tiny: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """storage.parquet_reader uses pyarrow's (private) ParquetReader class for its memory pool;
+    a pyarrow without it gets ParquetFile's reader instead, with the same result."""
+    from lstm_assets.core import storage
+
+    layout = pipeline.Layout.from_dirs(demo_raw, tmp_path / "wh")
+    sym = layout.symbols()[0]
+    pipeline.run_clean(layout, sym, tiny)
+    path = layout.warehouse.clean_frame(sym)
+    a, info_a = build_sequences_from_parquet(path, tiny)
+    monkeypatch.setattr(storage, "ParquetReader", None)
+    b, info_b = build_sequences_from_parquet(path, tiny)
+    _equal(a, b)
+    assert info_a == info_b
+
+
 def test_clean_reuses_the_raw_parse_only_of_an_unchanged_file(demo_raw: Path, tmp_path: Path,
                                                               tiny: Settings,
                                                               monkeypatch) -> None:

@@ -40,7 +40,12 @@ from typing import IO, TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyarrow._parquet import ParquetReader  # ParquetFile's reader class (takes a memory pool)
+import pyarrow.parquet as pq
+
+try:  # the reader class pyarrow.parquet.ParquetFile wraps; it takes a memory pool, the file not
+    from pyarrow._parquet import ParquetReader
+except ImportError:  # a pyarrow that moved it: parquet_reader falls back to ParquetFile's reader
+    ParquetReader = None
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -317,7 +322,7 @@ def _write_npy(fh: IO[bytes], arr: np.ndarray) -> None:
 
 @contextlib.contextmanager
 def parquet_reader(path: AnyPath,
-                   memory_pool: pa.MemoryPool | None = None) -> Iterator[ParquetReader]:
+                   memory_pool: pa.MemoryPool | None = None) -> Iterator[Any]:
     """The reader of a local parquet file or a store object, to read its schema, metadata and
     single columns (``read_column``) without reading the whole file.
 
@@ -331,6 +336,9 @@ def parquet_reader(path: AnyPath,
             source: Any = pa.BufferReader(read_bytes(path))
         else:  # a file object: the name is never read as a URI
             source = stack.enter_context(open(path, "rb"))
+        if ParquetReader is None:  # the same reader, through ParquetFile (default pool)
+            yield pq.ParquetFile(source).reader
+            return
         reader = ParquetReader(memory_pool=memory_pool)
         reader.open(source)
         yield reader
