@@ -11,7 +11,6 @@ everything. Any other error prints in full.
 from __future__ import annotations
 
 import logging
-import sys
 
 import dagster as dg
 
@@ -31,20 +30,11 @@ class FailureWithoutStack(logging.Filter):
 
 
 @dg.logger(
-    config_schema={
-        "log_level": dg.Field(str, is_required=False, default_value="INFO",
-                              description="The logger's threshold."),
-        "name": dg.Field(str, is_required=False, default_value="dagster",
-                         description="The logger's name."),
-    },
-    description="Dagster's console format on stderr; dg.Failure lines without a stack trace.",
+    config_schema=dg.colored_console_logger.config_schema.as_field(),
+    description="Dagster's colored console logger; dg.Failure lines without a stack trace.",
 )
 def console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    level = init_context.logger_config["log_level"].upper()
-    log = logging.Logger(init_context.logger_config["name"], level=level)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s",
-                                           datefmt="%Y-%m-%d %H:%M:%S %z"))
-    handler.addFilter(FailureWithoutStack())
-    log.addHandler(handler)
+    log = dg.colored_console_logger.logger_fn(init_context)  # a new logger each time
+    for handler in log.handlers:
+        handler.addFilter(FailureWithoutStack())
     return log
