@@ -33,7 +33,7 @@ from torch import nn
 from lstm_assets.core.model import LSTMClassifier, n_params
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES, Settings
-from lstm_assets.core.storage import atomic_path, local_file
+from lstm_assets.core.storage import AnyPath, atomic_path, local_file
 
 log = logging.getLogger(__name__)
 
@@ -211,27 +211,21 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
                       train_sequences=len(train_rows),
                       init="warm" if init_state is not None else "cold")
     best_val, best_state, bad, start_epoch = float("inf"), None, 0, 0
-    if checkpoint is not None and checkpoint.exists():
-        try:
-            with local_file(checkpoint) as local:  # an s3:// checkpoint too
-                ck = torch.load(local, map_location=device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
-            log.warning("ignoring unreadable checkpoint %s: %s", checkpoint, e)
-            ck = {}
-        if ck.get("fingerprint") == fingerprint:
-            net.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            torch.set_rng_state(ck["rng"])
-            best_val, bad = float(ck["best_val"]), int(ck["bad_epochs"])
-            best_state = ck["best_state"]
-            res.history = [dict(zip(ck["history_keys"], row, strict=True))
-                           for row in ck["history"].tolist()]
-            res.best_epoch = int(ck["best_epoch"])
-            start_epoch = res.resumed_from_epoch = int(ck["epoch"]) + 1
-            if bad >= settings.early_stop_patience:  # killed after stopping, before saving
-                res.stopped_early, start_epoch = True, epochs
-            log.info("resuming from checkpoint %s at epoch %d", checkpoint, start_epoch)
+    ck = read_checkpoint(checkpoint, fingerprint, device)
+    if ck is not None:
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        torch.set_rng_state(ck["rng"])
+        best_val, bad = float(ck["best_val"]), int(ck["bad_epochs"])
+        best_state = ck["best_state"]
+        res.history = [dict(zip(ck["history_keys"], row, strict=True))
+                       for row in ck["history"].tolist()]
+        res.best_epoch = int(ck["best_epoch"])
+        start_epoch = res.resumed_from_epoch = int(ck["epoch"]) + 1
+        if bad >= settings.early_stop_patience:  # killed after stopping, before saving
+            res.stopped_early, start_epoch = True, epochs
+        log.info("resuming from checkpoint %s at epoch %d", checkpoint, start_epoch)
 
     t_train = 0.0
     seqs = 0
@@ -298,6 +292,21 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
     res.seconds = t_train
     res.sequences_per_second = seqs / t_train if t_train > 0 else float("nan")
     return res
+
+
+def read_checkpoint(path: AnyPath | None, fingerprint: str,
+                    device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` (local or a store object) when it exists, loads with
+    ``weights_only=True`` and was written for ``fingerprint``; else None (start over)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        with local_file(path) as local:
+            ck = torch.load(local, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
+        log.warning("ignoring unreadable checkpoint %s: %s", path, e)
+        return None
+    return ck if ck.get("fingerprint") == fingerprint else None
 
 
 def _save_checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, sched: Any,

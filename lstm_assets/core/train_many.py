@@ -43,13 +43,14 @@ from torch import nn
 from lstm_assets.core.model import LSTMClassifier, n_params
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES, Settings
-from lstm_assets.core.storage import AnyPath, atomic_path, local_file
+from lstm_assets.core.storage import AnyPath, atomic_path
 from lstm_assets.core.train import (
     TrainResult,
     class_weights,
     drop_features,
     group_lasso_prox_,
     pick_device,
+    read_checkpoint,
     set_feature_use,
 )
 
@@ -601,17 +602,9 @@ def _save_group(path: AnyPath, fingerprint: str, tensors: dict[str, torch.Tensor
 def _load_group(path: AnyPath | None, fingerprint: str,
                 device: torch.device) -> dict[str, Any] | None:
     """The group checkpoint at ``path`` when it exists, reads and matches ``fingerprint``."""
-    if path is None or not path.exists():
-        return None
-    try:
-        with local_file(path) as local:
-            ck = torch.load(local, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
-        log.warning("ignoring unreadable group checkpoint %s: %s", path, e)
-        return None
-    if ck.get("fingerprint") != fingerprint:
-        return None
-    ck["rng.cpu"] = ck["rng.cpu"].cpu()
-    if "rng.cuda" in ck:
-        ck["rng.cuda"] = ck["rng.cuda"].cpu()
+    ck = read_checkpoint(path, fingerprint, device)
+    if ck is not None:
+        ck["rng.cpu"] = ck["rng.cpu"].cpu()
+        if "rng.cuda" in ck:
+            ck["rng.cuda"] = ck["rng.cuda"].cpu()
     return ck
