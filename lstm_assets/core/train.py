@@ -297,7 +297,8 @@ def fit(seq: SequenceSet, settings: Settings, *, checkpoint: Path | None = None,
 def read_checkpoint(path: AnyPath | None, fingerprint: str,
                     device: torch.device) -> dict[str, Any] | None:
     """The checkpoint at ``path`` (local or a store object) when it exists, loads with
-    ``weights_only=True`` and was written for ``fingerprint``; else None (start over)."""
+    ``weights_only=True`` and was written for ``fingerprint``; else None (start over). Its
+    tensors are on ``device``, its RNG states (keys ``rng...``) on the CPU."""
     if path is None or not path.exists():
         return None
     try:
@@ -306,7 +307,11 @@ def read_checkpoint(path: AnyPath | None, fingerprint: str,
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
         log.warning("ignoring unreadable checkpoint %s: %s", path, e)
         return None
-    return ck if ck.get("fingerprint") == fingerprint else None
+    if ck.get("fingerprint") != fingerprint:
+        return None
+    for k in [k for k in ck if k.startswith("rng")]:  # RNG states are CPU byte tensors, which
+        ck[k] = ck[k].cpu()  # map_location moved to the device
+    return ck
 
 
 def _save_checkpoint(path: Path, net: nn.Module, opt: torch.optim.Optimizer, sched: Any,

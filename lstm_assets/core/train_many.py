@@ -396,7 +396,7 @@ def _fit_group(seqs: list[SequenceSet], settings: Settings, max_epochs: int | No
                for j, r in enumerate(train_rows)]
 
     start_epoch, t_train, n_seen = 0, 0.0, [0] * S
-    ck = _load_group(checkpoint, fingerprint, device)
+    ck = read_checkpoint(checkpoint, fingerprint, device)
     if ck is not None:  # resume: the stacked state of the symbols still in the group
         info = json.loads(ck["info"])
         alive = info["alive"]
@@ -597,14 +597,3 @@ def _save_group(path: AnyPath, fingerprint: str, tensors: dict[str, torch.Tensor
     ck["fingerprint"] = fingerprint
     with atomic_path(path) as tmp:
         torch.save(ck, tmp)
-
-
-def _load_group(path: AnyPath | None, fingerprint: str,
-                device: torch.device) -> dict[str, Any] | None:
-    """The group checkpoint at ``path`` when it exists, reads and matches ``fingerprint``."""
-    ck = read_checkpoint(path, fingerprint, device)
-    if ck is not None:
-        ck["rng.cpu"] = ck["rng.cpu"].cpu()
-        if "rng.cuda" in ck:
-            ck["rng.cuda"] = ck["rng.cuda"].cpu()
-    return ck
