@@ -271,7 +271,8 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
     ]
     for name in ("majority", "prior", "logreg_last"):
         lines.append(f"| {name} | {mc(f'{name}_accuracy')} | {mc(f'{name}_macro_f1')} |")
-    if any(r.get("oracle_accuracy") is not None for r in rows):
+    with_oracle = [r for r in rows if r.get("oracle_accuracy") is not None]  # demo data
+    if with_oracle:
         lines.append(f"| oracle | {mc('oracle_accuracy')} | |")
     lines += ["", "| symbol | model acc. | best baseline | edge | significant | oracle | Sharpe |",
               "|---|---|---|---|---|---|---|"]
@@ -282,9 +283,8 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
             f"{_pct(r[f'{best}_accuracy'])} | {100 * r['edge_vs_best']:+.1f} | "
             f"{'yes' if r['significant_edge'] else 'no'} | {_pct(r['oracle_accuracy'])} | "
             f"{r['sharpe']:.2f} |")
-    above = [r["symbol"] for r in rows if r.get("oracle_accuracy") is not None
-             and r["model_accuracy"] > r["oracle_accuracy"]]
-    if any(r.get("oracle_accuracy") is not None for r in rows):
+    if with_oracle:
+        above = [r["symbol"] for r in with_oracle if r["model_accuracy"] > r["oracle_accuracy"]]
         note = ("oracle: the expected accuracy of the rule that knows the demo generator's true "
                 "probabilities (the best achievable on average).")
         if above:
