@@ -1,0 +1,91 @@
+"""What the training batch costs in memory and buys in speed, for one 20-year demo symbol.
+
+    python scripts/memory_vs_batch.py [--batches 1,4,16,64] [--eval-slices 64,8] [--years 20]
+
+For each batch size (and CPU validation slice, ``train.EVAL_SLICE_CPU``): the training stage's
+peak RSS growth from the bench's memory probe (a fresh process, same warm-up and accounting as
+``lstm-assets bench --sections memory``) as (growth - model/optimizer state) / matrix, the
+figure the performance issue asks to keep <= 2x; and the training throughput of one epoch of
+``core.train.fit`` at that batch, one thread, in this process, against batch 64 in the same
+run (the faster of two rounds run in opposite orders). Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHILD = r"""
+import json, sys
+import lstm_assets.core.train as train
+train.EVAL_SLICE_CPU = int(sys.argv[5])
+from lstm_assets.core.bench import memory_probe
+print("PROBE " + json.dumps(memory_probe(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])))
+"""
+
+
+def probe(clean: Path, settings_json: str, eval_slice: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
+    out = subprocess.run([sys.executable, "-c", CHILD, str(clean), settings_json, "1", "project",
+                          str(eval_slice)], capture_output=True, text=True, env=env, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("PROBE "))
+    return json.loads(line[6:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batches", default="1,4,16,64")
+    ap.add_argument("--eval-slices", default="64,8")
+    ap.add_argument("--years", type=int, default=20)
+    args = ap.parse_args()
+    import torch
+
+    from lstm_assets.core import bench, pipeline
+    from lstm_assets.core.sequences import SequenceSet
+    from lstm_assets.core.settings import Settings
+    from lstm_assets.core.train import fit
+
+    torch.set_num_threads(1)
+    base = Settings(device="cpu", num_threads=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = bench.make_demo(Path(tmp), 1, args.years, seed=11, defect_share=0.0)
+        layout = bench._layout(raw, Path(tmp) / "wh")
+        sym = layout.symbols()[0]
+        pipeline.run_clean(layout, sym, base)
+        pipeline.run_sequences(layout, sym, base)
+        clean = layout.warehouse.clean_frame(sym)
+        seq = SequenceSet.load(layout.warehouse.sequences(sym))
+        batches = [int(b) for b in args.batches.split(",")]
+        slices = [int(e) for e in args.eval_slices.split(",")]
+        fit(seq, base, max_epochs=1)  # warm-up
+        speed = dict.fromkeys(batches, 0.0)
+        for order in (batches, batches[::-1]):  # two rounds, opposite orders: the faster counts
+            for b in order:
+                res = fit(seq, dataclasses.replace(base, batch_size=b), max_epochs=1)
+                speed[b] = max(speed[b], res.sequences_per_second)
+        ref = speed.get(64) or speed[max(batches)]
+        print(f"one {args.years}-year symbol: matrix {seq.X.nbytes / 1e6:.2f} MB, "
+              f"{len(seq.end_rows('train'))} train windows\n")
+        print("| batch | validation slice | training peak growth | (growth - state) / matrix "
+              "| windows/s | x batch 64 |")
+        print("|---|---|---|---|---|---|")
+        for b in batches:
+            js = json.dumps(dataclasses.replace(base, batch_size=b).as_dict())
+            for e in slices:
+                p = probe(clean, js, e)
+                r = (p["train_peak_growth"] - p["model_optimizer_bytes"]) / p["matrix_bytes"]
+                print(f"| {b} | {e} | {p['train_peak_growth'] / 1e6:.1f} MB | {r:.1f}x | "
+                      f"{speed[b]:,.0f} | {speed[b] / ref:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
