@@ -14,7 +14,13 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_assets.core.bench import REQUIRED_KEYS, BenchSize, lstm_flops_per_sequence, run_bench
+from lstm_assets.core.bench import (
+    REQUIRED_KEYS,
+    BenchSize,
+    _run_probe,
+    lstm_flops_per_sequence,
+    run_bench,
+)
 from lstm_assets.core.pipeline import Layout, run_clean
 from lstm_assets.core.sequences import build_sequences
 from lstm_assets.core.settings import Settings
@@ -40,6 +46,23 @@ def test_bench_tiny_writes_every_key(tmp_path: Path) -> None:
     assert data["unchanged_symbol_train_seconds"] == 0.0  # unchanged inputs: no training
     assert data["meta"]["dagster_imported"] is False or "dagster" in sys.modules
     assert result["table"] and data["table"]
+
+
+def test_memory_probe_both_loops(demo_raw: Path, tmp_path: Path) -> None:
+    """The probe runs each loop in a fresh process after warming that loop up on a toy set; the
+    reference loop's growth holds at least its materialized windows (the project loop has none)."""
+    s = BenchSize.tiny().settings
+    layout = Layout.from_dirs(demo_raw, tmp_path / "wh")
+    sym = layout.symbols()[0]
+    run_clean(layout, sym, s)
+    clean = layout.warehouse.clean_frame(sym)
+    project = _run_probe(clean, s, 1, "project")
+    reference = _run_probe(clean, s, 1, "reference")
+    for p in (project, reference):
+        assert p["matrix_bytes"] > 0 and p["train_peak_growth"] > 0
+        assert 0 <= p["train_file_growth"] <= p["train_peak_growth"] or not p["peak_resettable"]
+    assert reference["window_bytes"] > 0
+    assert reference["train_peak_growth"] >= reference["window_bytes"]
 
 
 def _three_symbols(demo_raw: Path, tmp_path: Path, s: Settings) -> list:
