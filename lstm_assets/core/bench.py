@@ -821,8 +821,11 @@ class Bench:
                      f"{sz.memory_years[-1]} y): sequences / training",
                      f"{d_seq:.2f}x / {d_train:.2f}x", "<= 2x",
                      f["peak_rss_marginal_ratio"] <= 2)
+            def mb1(x: float) -> str:  # an extrapolated 0 can come out a hair below it
+                return f"{round(x / mb, 1) + 0.0:.1f}"  # -0.0 + 0.0 prints as 0.0
+
             self.add("memory", "growth = fixed + per byte x matrix: sequences / training",
-                     f"{fixed_seq / mb:.1f} MB + {d_seq:.2f}x / {fixed_train / mb:.1f} MB + "
+                     f"{mb1(fixed_seq)} MB + {d_seq:.2f}x / {mb1(fixed_train)} MB + "
                      f"{d_train:.2f}x (training's fixed part minus model/optimizer state: "
                      f"{(fixed_train - state) / mb:.1f} MB)")
 
