@@ -338,13 +338,22 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak() -> int:
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmHWM``, ``RssFile``...) in bytes; None where
+    there is no such file or field."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def _peak() -> int:
+    peak = _status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     scale = 1 if sys.platform == "darwin" else 1024
@@ -354,13 +363,7 @@ def _peak() -> int:
 def _rss_file() -> int:
     """File-backed resident bytes of this process (mostly shared libraries' code pages); 0
     where ``/proc`` has no ``RssFile``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssFile:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _status_bytes("RssFile") or 0
 
 
 def _warm_up_loop(settings: Settings, loop: str) -> None:
