@@ -40,7 +40,7 @@ def _fresh_definitions_load_context():
     by an earlier test exits when the cyclic collector happens to run, and its exit puts back
     the defs-state storage current when it was entered, maybe that of an instance whose folder
     is gone. Collected here, such an exit happens before the reset below, not inside a later
-    test. One full run with this collection passed.
+    test.
     """
     yield
     gc.collect()

@@ -13,32 +13,12 @@ run (the faster of two rounds run in opposite orders). Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-CHILD = r"""
-import json, sys
-import lstm_assets.core.train as train
-train.EVAL_SLICE_CPU = int(sys.argv[5])
-from lstm_assets.core.bench import memory_probe
-print("PROBE " + json.dumps(memory_probe(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])))
-"""
-
-
-def probe(clean: Path, settings_json: str, eval_slice: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MALLOC_MMAP_THRESHOLD_=str(64 * 1024))
-    out = subprocess.run([sys.executable, "-c", CHILD, str(clean), settings_json, "1", "project",
-                          str(eval_slice)], capture_output=True, text=True, env=env, check=True)
-    line = next(x for x in out.stdout.splitlines() if x.startswith("PROBE "))
-    return json.loads(line[6:])
 
 
 def main() -> None:
@@ -70,7 +50,7 @@ def main() -> None:
         speed = dict.fromkeys(batches, 0.0)
         for order in (batches, batches[::-1]):  # two rounds, opposite orders: the faster counts
             for b in order:
-                res = fit(seq, dataclasses.replace(base, batch_size=b), max_epochs=1)
+                res = fit(seq, base.replace(batch_size=b), max_epochs=1)
                 speed[b] = max(speed[b], res.sequences_per_second)
         ref = speed.get(64) or speed[max(batches)]
         print(f"one {args.years}-year symbol: matrix {seq.X.nbytes / 1e6:.2f} MB, "
@@ -79,9 +59,8 @@ def main() -> None:
               "| windows/s | x batch 64 |")
         print("|---|---|---|---|---|---|")
         for b in batches:
-            js = json.dumps(dataclasses.replace(base, batch_size=b).as_dict())
             for e in slices:
-                p = probe(clean, js, e)
+                p = bench._run_probe(clean, base.replace(batch_size=b), 1, "project", eval_slice=e)
                 r = (p["train_peak_growth"] - p["model_optimizer_bytes"]) / p["matrix_bytes"]
                 print(f"| {b} | {e} | {p['train_peak_growth'] / 1e6:.1f} MB | {r:.1f}x | "
                       f"{speed[b]:,.0f} | {speed[b] / ref:.2f} |", flush=True)

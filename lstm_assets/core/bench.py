@@ -384,7 +384,7 @@ def _warm_up_loop(settings: Settings, loop: str) -> None:
                       features=[f"f{i}" for i in range(width)],
                       mean=np.zeros(width, np.float32), scale=np.ones(width, np.float32),
                       lookback=lookback)
-    small = dataclasses.replace(settings, hidden_size=8, lookback=lookback, batch_size=4)
+    small = settings.replace(hidden_size=8, lookback=lookback, batch_size=4)
     with torch.random.fork_rng(devices=[]):
         if loop == "reference":
             reference_fit(toy, small, 1, batch_size=4)
@@ -392,7 +392,8 @@ def _warm_up_loop(settings: Settings, loop: str) -> None:
             fit(toy, small, max_epochs=1)
 
 
-def memory_probe(clean_path: str, settings_json: str, epochs: int, loop: str) -> dict[str, Any]:
+def memory_probe(clean_path: str, settings_json: str, epochs: int, loop: str,
+                 eval_slice: int = 0) -> dict[str, Any]:
     """Run in a fresh process: the two stages of one symbol, as the pipeline runs them.
 
     1. sequences: ``pipeline.run_sequences`` on the clean frame's parquet file (read, build the
@@ -406,7 +407,8 @@ def memory_probe(clean_path: str, settings_json: str, epochs: int, loop: str) ->
     kernel's peak-RSS counter (``VmHWM``) is reset; a stage's growth = its peak - the RSS just
     before it, so it counts every byte the stage touched, whoever allocated it (numpy, pyarrow's
     own allocator, torch, oneDNN). The file-backed part of that growth (code pages a stage
-    faulted in all the same) is returned too, as ``*_file_growth``.
+    faulted in all the same) is returned too, as ``*_file_growth``. ``eval_slice`` > 0 sets this
+    process's CPU validation slice (``train.EVAL_SLICE_CPU``), for ``scripts/memory_vs_batch.py``.
     """
     import gc
 
@@ -415,6 +417,10 @@ def memory_probe(clean_path: str, settings_json: str, epochs: int, loop: str) ->
     settings = Settings(**json.loads(settings_json))
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
+    if eval_slice > 0:
+        from lstm_assets.core import train
+
+        train.EVAL_SLICE_CPU = eval_slice
     _warm_up_loop(settings, loop)
     from lstm_assets.core.sequences import read_pool
     from lstm_assets.core.storage import parquet_reader, write_parquet
@@ -465,10 +471,12 @@ def memory_probe(clean_path: str, settings_json: str, epochs: int, loop: str) ->
             "peak_resettable": resettable, **extra}
 
 
-def _run_probe(clean_path: Path, settings: Settings, epochs: int, loop: str) -> dict[str, Any]:
+def _run_probe(clean_path: Path, settings: Settings, epochs: int, loop: str,
+               eval_slice: int = 0) -> dict[str, Any]:
+    """:func:`memory_probe` in a fresh Python process."""
     code = ("import json, sys; from lstm_assets.core.bench import memory_probe; "
             "print('PROBE ' + json.dumps(memory_probe(*sys.argv[1:3], int(sys.argv[3]), "
-            "sys.argv[4])))")
+            "sys.argv[4], int(sys.argv[5]))))")
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
@@ -476,7 +484,7 @@ def _run_probe(clean_path: Path, settings: Settings, epochs: int, loop: str) -> 
     # live memory; with the default dynamic threshold the same run wanders by +-20 MB
     env.setdefault("MALLOC_MMAP_THRESHOLD_", str(64 * 1024))
     out = subprocess.run([sys.executable, "-c", code, str(clean_path),
-                          json.dumps(settings.as_dict()), str(epochs), loop],
+                          json.dumps(settings.as_dict()), str(epochs), loop, str(eval_slice)],
                          capture_output=True, text=True, env=env, check=False)
     for line in out.stdout.splitlines():
         if line.startswith("PROBE "):
