@@ -95,6 +95,159 @@ def _duplicate_rows(raw: pd.DataFrame, pos: np.ndarray, dates: np.ndarray) -> np
     return out
 
 
+def _dated_rows(raw: pd.DataFrame, today: pd.Timestamp, path: str,
+                info: dict[str, Any]) -> np.ndarray:
+    """Rule 1: positions of the rows with a parsed date that is not after ``today``."""
+    date = raw["date"]
+    bad_date = date.isna().to_numpy()
+    future = (date > today).to_numpy()
+    info["rows_bad_date"] = int(bad_date.sum())
+    info["rows_future_date"] = int(future.sum())
+    pos = np.flatnonzero(~bad_date & ~future)
+    if len(pos) == 0:
+        raise InputError(path, f"no row has a usable date: {info['rows_bad_date']} unparseable, "
+                         f"{info['rows_future_date']} after today ({today.date()})",
+                         "write past trading dates as YYYY-MM-DD")
+    return pos
+
+
+def _sorted_unique_rows(raw: pd.DataFrame, pos: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    """Rule 2: ``pos`` sorted by date, without exact duplicates, the last row of a date kept."""
+    date = raw["date"]
+    d = date.to_numpy()[pos]
+    info["was_unsorted"] = bool(not pd.Series(d).is_monotonic_increasing)
+    order = np.argsort(d, kind="stable")  # by date, ties in file order
+    pos, d = pos[order], d[order]
+    exact = _duplicate_rows(raw, pos, d)
+    info["rows_exact_duplicate"] = int(exact.sum())
+    pos = pos[~exact]
+    dates = date.take(pos)
+    conflict = dates.duplicated(keep="last").to_numpy()
+    info["rows_conflicting_duplicate"] = int(conflict.sum())
+    if conflict.any():
+        info["conflicting_dates"] = [str(x.date()) for x in dates[conflict].unique()[:5]]
+    return pos[~conflict]
+
+
+def _rows_with_close(raw: pd.DataFrame, pos: np.ndarray, settings: Settings, path: str,
+                     info: dict[str, Any]) -> np.ndarray:
+    """Rule 3: the rows of ``pos`` with a close > 0; fewer than ``min_rows`` is an error."""
+    has_close = (raw["close"].take(pos) > 0).to_numpy()
+    info["rows_no_close"] = int((~has_close).sum())
+    pos = pos[has_close]
+    if len(pos) == 0:
+        raise InputError(path, "no row has a usable close price (all missing or <= 0)",
+                         "fill the close column with positive prices")
+    need = min_rows(settings)
+    if len(pos) < need:
+        raise InputError(
+            path,
+            f"history too short: {len(pos)} trading day(s) with a date and a close "
+            f"(file rows: {len(raw)}), {need} needed for {_need_text(settings)}",
+            f"supply at least {need} trading days (about {need / 21:.0f} months), or lower "
+            "lookback in the config",
+        )
+    return pos
+
+
+def _fill_ohlc(df: pd.DataFrame, info: dict[str, Any]) -> None:
+    """Rule 4, in place: missing open/high/low from the close; a missing volume column is added
+    as all-missing."""
+    filled = {}
+    for col in ("open", "high", "low"):
+        if col not in df.columns:
+            df[col] = np.nan
+        filled[col] = int(df[col].isna().sum())
+    if any(filled.values()):
+        df["open"] = df["open"].fillna(df["close"].shift()).fillna(df["close"])
+        df["high"] = df["high"].fillna(df[["open", "close"]].max(axis=1))
+        df["low"] = df["low"].fillna(df[["open", "close"]].min(axis=1))
+    info["ohlc_cells_filled_from_close"] = filled
+    if "volume" not in df.columns:
+        df["volume"] = np.nan
+        info["volume_missing"] = True
+
+
+def _with_technical_features(df: pd.DataFrame, info: dict[str, Any]) -> pd.DataFrame:
+    """Rule 5: the ``tech_*`` features the frame lacks, derived from OHLCV and appended."""
+    if all(c in df.columns for c in TECH_NAMES):
+        derived: list[str] = []  # the file has every technical feature: nothing to derive
+    else:
+        tech = technical_features(df[list(OHLCV)])
+        derived = [c for c in tech.columns if c not in df.columns]
+        if derived:
+            df = pd.concat([df, tech[derived]], axis=1)
+    info["columns_derived"] = derived
+    return df
+
+
+def _dense_features(df: pd.DataFrame, settings: Settings,
+                    path: str) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """Rule 6 up to the row drop: the feature columns missing on at most ``max_missing_share``
+    of rows, their values (float64, gaps forward-filled) and {dropped column: reason}."""
+    feats = feature_columns(df)
+    # float64 holds every float32 (derived) and float64 (file) value exactly
+    F = df[feats].to_numpy(dtype=np.float64)
+    missing_share = pd.Series(np.isnan(F).mean(axis=0), index=feats)
+    drop = missing_share[missing_share > settings.max_missing_share].index.tolist()
+    dropped = {c: ("no values" if missing_share[c] == 1 else
+                   f"missing on {missing_share[c]:.0%} of rows") for c in drop}
+    kept = ~missing_share.index.isin(drop)
+    feats = [c for c in feats if c not in drop]
+    if not feats:
+        raise InputError(path, "no usable feature column is left after cleaning",
+                         "provide OHLCV columns or numeric feature columns")
+    return feats, _ffill(F[:, kept], settings.max_ffill_days), dropped
+
+
+def _short_history_features(valid: np.ndarray, feats: list[str], need: int,
+                            dropped: dict[str, str]) -> np.ndarray:
+    """Rule 7: which features to use (bool per column of ``valid``). While fewer than ``need``
+    rows have every used feature, the features with the longest warm-up are dropped (reasons
+    added to ``dropped``), as long as warm-ups differ."""
+    warm = _first_valid(valid)
+    use = np.ones(len(feats), dtype=bool)
+    while use.sum() > 1 and int(valid[:, use].all(axis=1).sum()) < need:
+        longest, shortest = warm[use].max(), warm[use].min()
+        if longest == shortest:
+            break
+        for j in np.flatnonzero(use & (warm == longest)):
+            dropped[feats[j]] = (f"warm-up of {longest} rows is too long for a "
+                                 f"{valid.shape[0]}-row history")
+        use &= warm != longest
+    return use
+
+
+def _complete_rows(valid: np.ndarray, raw_rows: int, settings: Settings, path: str,
+                   info: dict[str, Any]) -> np.ndarray:
+    """Rule 6's row drop: positions of the rows with every feature (all of ``valid`` true);
+    fewer than ``min_rows`` is an error."""
+    complete = valid.all(axis=1)
+    info["rows_dropped_missing"] = int((~complete).sum())
+    need = min_rows(settings)
+    if int(complete.sum()) < need:
+        raise InputError(
+            path,
+            f"history too short: {int(complete.sum())} usable rows after cleaning and "
+            f"indicator warm-up (file rows: {raw_rows}), {need} needed for "
+            f"{_need_text(settings)}",
+            f"supply a longer history (at least {need} trading days plus ~20 for indicator "
+            "warm-up), or lower lookback in the config",
+        )
+    return np.flatnonzero(complete)
+
+
+def _assemble(df: pd.DataFrame, rows: np.ndarray, feats: list[str], values: np.ndarray,
+              dropped: dict[str, str]) -> pd.DataFrame:
+    """``df``'s ``rows`` with the ``dropped`` columns removed and ``feats`` taken from
+    ``values`` (float32), columns in ``df``'s order."""
+    block = pd.DataFrame(values.astype(np.float32), columns=feats)
+    rest = df.drop(columns=[c for c in df.columns if c in dropped or c in feats])
+    rest = rest.take(rows).reset_index(drop=True)
+    order = [c for c in df.columns if c not in dropped]
+    return pd.concat([rest, block], axis=1)[order]
+
+
 def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
                 today: pd.Timestamp | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Apply the cleaning policy (module docstring) and label the rows.
@@ -110,119 +263,22 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     """
     info: dict[str, Any] = {"rows_in": len(raw)}
     today = (today or pd.Timestamp.today()).normalize()
-    need = min_rows(settings)
-
-    date = raw["date"]
-    bad_date = date.isna().to_numpy()
-    future = (date > today).to_numpy()
-    info["rows_bad_date"] = int(bad_date.sum())
-    info["rows_future_date"] = int(future.sum())
-    pos = np.flatnonzero(~bad_date & ~future)  # positions in raw of the rows kept so far
-    if len(pos) == 0:
-        raise InputError(path, f"no row has a usable date: {info['rows_bad_date']} unparseable, "
-                         f"{info['rows_future_date']} after today ({today.date()})",
-                         "write past trading dates as YYYY-MM-DD")
-
-    d = date.to_numpy()[pos]
-    info["was_unsorted"] = bool(not pd.Series(d).is_monotonic_increasing)
-    order = np.argsort(d, kind="stable")  # by date, ties in file order
-    pos, d = pos[order], d[order]
-    exact = _duplicate_rows(raw, pos, d)
-    info["rows_exact_duplicate"] = int(exact.sum())
-    pos, d = pos[~exact], d[~exact]
-    dates = date.take(pos)
-    conflict = dates.duplicated(keep="last").to_numpy()
-    info["rows_conflicting_duplicate"] = int(conflict.sum())
-    if conflict.any():
-        info["conflicting_dates"] = [str(x.date()) for x in dates[conflict].unique()[:5]]
-    pos = pos[~conflict]
-
-    has_close = (raw["close"].take(pos) > 0).to_numpy()
-    info["rows_no_close"] = int((~has_close).sum())
-    pos = pos[has_close]
-    if len(pos) == 0:
-        raise InputError(path, "no row has a usable close price (all missing or <= 0)",
-                         "fill the close column with positive prices")
-    if len(pos) < need:
-        raise InputError(
-            path,
-            f"history too short: {len(pos)} trading day(s) with a date and a close "
-            f"(file rows: {len(raw)}), {need} needed for {_need_text(settings)}",
-            f"supply at least {need} trading days (about {need / 21:.0f} months), or lower "
-            "lookback in the config",
-        )
+    pos = _dated_rows(raw, today, path, info)
+    pos = _sorted_unique_rows(raw, pos, info)
+    pos = _rows_with_close(raw, pos, settings, path, info)
     df = raw.take(pos).reset_index(drop=True)
+    _fill_ohlc(df, info)
+    df = _with_technical_features(df, info)
 
-    filled = {}
-    for col in ("open", "high", "low"):
-        if col not in df.columns:
-            df[col] = np.nan
-        filled[col] = int(df[col].isna().sum())
-    if any(filled.values()):
-        df["open"] = df["open"].fillna(df["close"].shift()).fillna(df["close"])
-        df["high"] = df["high"].fillna(df[["open", "close"]].max(axis=1))
-        df["low"] = df["low"].fillna(df[["open", "close"]].min(axis=1))
-    info["ohlc_cells_filled_from_close"] = filled
-    if "volume" not in df.columns:
-        df["volume"] = np.nan
-        info["volume_missing"] = True
-
-    if all(c in df.columns for c in TECH_NAMES):
-        derived: list[str] = []  # the file has every technical feature: nothing to derive
-    else:
-        tech = technical_features(df[list(OHLCV)])
-        derived = [c for c in tech.columns if c not in df.columns]
-        if derived:
-            df = pd.concat([df, tech[derived]], axis=1)
-    info["columns_derived"] = derived
-
-    feats = feature_columns(df)
-    # float64 holds every float32 (derived) and float64 (file) value exactly
-    F = df[feats].to_numpy(dtype=np.float64)
-    missing_share = pd.Series(np.isnan(F).mean(axis=0), index=feats)
-    drop = missing_share[missing_share > settings.max_missing_share].index.tolist()
-    dropped = {c: ("no values" if missing_share[c] == 1 else
-                   f"missing on {missing_share[c]:.0%} of rows") for c in drop}
-    kept = ~missing_share.index.isin(drop)
-    feats = [c for c in feats if c not in drop]
-    if not feats:
-        raise InputError(path, "no usable feature column is left after cleaning",
-                         "provide OHLCV columns or numeric feature columns")
-    F = _ffill(F[:, kept], settings.max_ffill_days)
+    feats, F, dropped = _dense_features(df, settings, path)
     valid = ~np.isnan(F)
-
     # a short history cannot afford the warm-up of the longest indicators: drop those first
-    warm = _first_valid(valid)
-    use = np.ones(len(feats), dtype=bool)
-    while use.sum() > 1 and int(valid[:, use].all(axis=1).sum()) < need:
-        longest, shortest = warm[use].max(), warm[use].min()
-        if longest == shortest:
-            break
-        for j in np.flatnonzero(use & (warm == longest)):
-            dropped[feats[j]] = (f"warm-up of {longest} rows is too long for a {len(df)}-row "
-                                 "history")
-        use &= warm != longest
+    use = _short_history_features(valid, feats, min_rows(settings), dropped)
     feats = [c for c, u in zip(feats, use, strict=True) if u]
     info["columns_dropped"] = dropped
+    rows = _complete_rows(valid[:, use], len(raw), settings, path, info)
+    df = _assemble(df, rows, feats, F[np.ix_(rows, np.flatnonzero(use))], dropped)
 
-    complete = valid[:, use].all(axis=1)
-    info["rows_dropped_missing"] = int((~complete).sum())
-    if int(complete.sum()) < need:
-        raise InputError(
-            path,
-            f"history too short: {int(complete.sum())} usable rows after cleaning and "
-            f"indicator warm-up (file rows: {len(raw)}), {need} needed for "
-            f"{_need_text(settings)}",
-            f"supply a longer history (at least {need} trading days plus ~20 for indicator "
-            "warm-up), or lower lookback in the config",
-        )
-    rows = np.flatnonzero(complete)
-    values = F[np.ix_(rows, np.flatnonzero(use))].astype(np.float32)
-    block = pd.DataFrame(values, columns=feats)
-    rest = df.drop(columns=[c for c in df.columns if c in dropped or c in feats])
-    rest = rest.take(rows).reset_index(drop=True)
-    order = [c for c in df.columns if c not in dropped]
-    df = pd.concat([rest, block], axis=1)[order]
     df = label_frame(df, settings, info)
     info["rows_out"] = len(df)
     info["features"] = len(feats)
@@ -241,9 +297,9 @@ def label_frame(df: pd.DataFrame, settings: Settings, info: dict[str, Any]) -> p
       volatility of daily log returns up to day t (half-life ``vol_halflife``) times sqrt(h), and
       ``k`` is fit on the **train split only** so that ``flat_share`` of train labels are FLAT.
       A calm day's small move and a wild day's small move are judged against their own regime,
-      and FLAT is a real class (the old fixed tiny band made FLAT ~7% and it was never predicted).
+      and FLAT is a real class (a fixed tiny band makes FLAT so rare that it is never predicted).
     - ``vol_fixed``: the same with a fixed ``k = flat_k``.
-    - ``abs_fixed``: ``band = flat_abs`` (the old script's rule).
+    - ``abs_fixed``: ``band = flat_abs``, one absolute band for every day.
     """
     h = settings.horizon
     df = df.copy()  # de-fragment before adding columns

@@ -52,7 +52,7 @@ Dates
   ``YYYYMMDD`` numbers and epoch seconds/milliseconds are read as they are.
 - Mixed formats in one column are parsed value by value. ``dd/mm/yyyy`` vs ``mm/dd/yyyy`` is
   decided once for the whole column: day first when some first field is above 12, otherwise
-  month first (noted in ``notes`` when it was ambiguous).
+  month first (a note in ``notes`` says so when the column is ambiguous).
 - Rows whose date cannot be parsed are dropped later (counted); more than half of them is an error.
 """
 
@@ -231,6 +231,33 @@ def _sniff_delimiter(header: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
+def _directory_error(path: Path) -> InputError:
+    return InputError(path, "is a directory, not a file",
+                      "remove or rename the folder; a raw file must be a plain file")
+
+
+def _permission_error(path: Path) -> InputError:
+    return InputError(path, "permission denied: this user cannot read the file",
+                      f"make it readable (chmod a+r {path}) or run as its owner")
+
+
+def _gzip_error(path: Path, e: Exception) -> InputError:
+    return InputError(path, f"not a valid gzip file, truncated or corrupt ({e})",
+                      "re-compress it with gzip, or store it uncompressed as "
+                      f"{path.name[:-3]}")
+
+
+def _check_plain_file(path: Path) -> None:
+    """A missing file, a broken link, a directory or an empty file is an error."""
+    if not path.exists():
+        problem = "is a broken link" if path.is_symlink() else "the file does not exist"
+        raise InputError(path, problem, "check the raw folder")
+    if path.is_dir():
+        raise _directory_error(path)
+    if path.stat().st_size == 0:
+        raise InputError(path, "the file is empty", EMPTY_FIX)
+
+
 def _read_head(path: Path) -> bytes:
     """The first bytes of the (decompressed) file; errors become InputError with a fix."""
     gz = path.name.lower().endswith(".gz")
@@ -241,15 +268,11 @@ def _read_head(path: Path) -> bytes:
         with open(path, "rb") as fh:
             return fh.read(HEAD_BYTES)
     except PermissionError as e:
-        raise InputError(path, "permission denied: this user cannot read the file",
-                         f"make it readable (chmod a+r {path}) or run as its owner") from e
+        raise _permission_error(path) from e
     except IsADirectoryError as e:
-        raise InputError(path, "is a directory, not a file",
-                         "remove or rename the folder; a raw file must be a plain file") from e
+        raise _directory_error(path) from e
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise InputError(path, f"not a valid gzip file, truncated or corrupt ({e})",
-                         "re-compress it with gzip, or store it uncompressed as "
-                         f"{path.name[:-3]}") from e
+        raise _gzip_error(path, e) from e
     except OSError as e:
         raise InputError(path, f"cannot read the file ({e.__class__.__name__}: {e})",
                          "check that the file exists and is readable") from e
@@ -276,7 +299,18 @@ def _looks_like_value(text: str) -> bool:
     return bool(re.fullmatch(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T].*)?", t))
 
 
-def _read_csv(path: Path, info: RawInfo) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _CsvFormat:
+    """How to parse one CSV file, as sniffed from its first bytes."""
+
+    encoding: str
+    delimiter: str
+    decimal: str
+    names: list[str]
+
+
+def _head_text(path: Path) -> tuple[str, str]:
+    """The decoded first bytes of a CSV and their encoding; binary or empty content is an error."""
     head = _read_head(path)
     if head.startswith(b"PAR1"):
         raise InputError(path, "is a parquet file with a .csv name",
@@ -287,9 +321,15 @@ def _read_csv(path: Path, info: RawInfo) -> pd.DataFrame:
     enc = _encoding(head)
     if enc != "utf-16" and b"\x00" in head:
         raise InputError(path, "holds binary data, not text", "export it as a plain CSV file")
-    text = head.decode("utf-16" if enc == "utf-16" else enc, errors="replace").lstrip("\ufeff")
+    text = head.decode(enc, errors="replace").lstrip("\ufeff")
     if not text.strip():
         raise InputError(path, "the file is empty", EMPTY_FIX)
+    return text, enc
+
+
+def _sniff_csv(path: Path, info: RawInfo) -> _CsvFormat:
+    """Encoding, delimiter, decimal mark and column names of a CSV; no header line is an error."""
+    text, enc = _head_text(path)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     header = lines[0]
     delim = _sniff_delimiter(header)
@@ -302,70 +342,86 @@ def _read_csv(path: Path, info: RawInfo) -> pd.DataFrame:
         decimal = ","
         info.notes.append("decimal comma detected (e.g. 101,25)")
     info.delimiter, info.encoding = delim, enc
+    return _CsvFormat(encoding=enc, delimiter=delim, decimal=decimal, names=names)
 
+
+def _arrow_csv(path: Path, fmt: _CsvFormat,
+               default_type: pa.DataType | None) -> tuple[pa.Table, list[int]]:
+    """One pyarrow read of the CSV: the table and the line numbers of the rows it skipped
+    (rows with the wrong number of fields)."""
     # dates stay text here: pyarrow would turn "…T20:00-05:00" into the next day in UTC
-    date_types = {n: pa.string() for n in names if _norm(n) in ALIASES["date"]}
+    date_types = {n: pa.string() for n in fmt.names if _norm(n) in ALIASES["date"]}
     bad: list[int] = []
 
     def skip_bad(row: Any) -> str:
         bad.append(row.number or 0)
         return "skip"
 
-    def read(default_type: pa.DataType | None) -> pa.Table:
-        bad.clear()
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        # a file object, not a path: pyarrow never reads a name like NYSE:LMT.csv as a URI
-        with opener(path, "rb") as fh:
-            return pacsv.read_csv(
-                fh,
-                # one thread: as fast for a file of a few MB (measured), and the other cores
-                # stay free for other symbols' processes instead of waiting on each other
-                read_options=pacsv.ReadOptions(encoding=enc, use_threads=False),
-                parse_options=pacsv.ParseOptions(delimiter=delim, invalid_row_handler=skip_bad),
-                convert_options=pacsv.ConvertOptions(
-                    strings_can_be_null=True, null_values=NULL_VALUES, decimal_point=decimal,
-                    default_column_type=default_type, column_types=date_types),
-            )
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    # a file object, not a path: pyarrow never reads a name like NYSE:LMT.csv as a URI
+    with opener(path, "rb") as fh:
+        table = pacsv.read_csv(
+            fh,
+            # one thread: as fast for a file of a few MB (measured), and the other cores
+            # stay free for other symbols' processes instead of waiting on each other
+            read_options=pacsv.ReadOptions(encoding=fmt.encoding, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=fmt.delimiter,
+                                             invalid_row_handler=skip_bad),
+            convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=True, null_values=NULL_VALUES, decimal_point=fmt.decimal,
+                default_column_type=default_type, column_types=date_types),
+        )
+    return table, bad
 
+
+def _parse_csv(path: Path, fmt: _CsvFormat) -> tuple[pa.Table, list[int]]:
+    """:func:`_arrow_csv` with its errors turned into InputError with a fix."""
     try:
         try:
-            table = read(None)
+            return _arrow_csv(path, fmt, None)
         except pa.ArrowInvalid as e:
             if "conversion error" not in str(e).lower():
                 raise
             # the type was guessed from the first block and a later block has junk: read as text
-            table = read(pa.string())
+            return _arrow_csv(path, fmt, pa.string())
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise InputError(path, f"not a valid gzip file, truncated or corrupt ({e})",
-                         "re-compress it with gzip, or store it uncompressed as "
-                         f"{path.name[:-3]}") from e
+        raise _gzip_error(path, e) from e
     except (pa.ArrowException, OSError, UnicodeError) as e:
         raise InputError(path, f"not a readable CSV ({str(e).splitlines()[0]})",
                          "save it as a plain CSV with one header line and the same number of "
                          "fields on every row") from e
+
+
+def _count_bad_lines(path: Path, rows: int, bad: list[int], info: RawInfo) -> None:
+    """Record the skipped lines in ``info``; more than 10% of the lines (and 5) is an error."""
     info.bad_lines = len(bad)
-    if bad:
-        total = table.num_rows + len(bad)
-        if len(bad) > 5 and len(bad) > MAX_BAD_LINE_SHARE * total:
-            raise InputError(path, f"{len(bad)} of {total} lines have the wrong number of fields "
-                             f"(first at line {min(bad)})",
-                             "make every line have as many fields as the header (check the "
-                             "delimiter and quoting)")
-        info.notes.append(f"skipped {len(bad)} line(s) with the wrong number of fields "
-                          f"(first at line {min(bad)})")
+    if not bad:
+        return
+    total = rows + len(bad)
+    if len(bad) > 5 and len(bad) > MAX_BAD_LINE_SHARE * total:
+        raise InputError(path, f"{len(bad)} of {total} lines have the wrong number of fields "
+                         f"(first at line {min(bad)})",
+                         "make every line have as many fields as the header (check the "
+                         "delimiter and quoting)")
+    info.notes.append(f"skipped {len(bad)} line(s) with the wrong number of fields "
+                      f"(first at line {min(bad)})")
+
+
+def _read_csv(path: Path, info: RawInfo) -> pd.DataFrame:
+    fmt = _sniff_csv(path, info)
+    table, bad = _parse_csv(path, fmt)
+    _count_bad_lines(path, table.num_rows, bad, info)
     return table.to_pandas()
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     if path.is_dir():
-        raise InputError(path, "is a directory, not a file",
-                         "remove or rename the folder; a raw file must be a plain file")
+        raise _directory_error(path)
     try:
         with open(path, "rb") as fh:  # a file object: the name is never read as a URI
             df = pq.read_table(fh).to_pandas()
     except PermissionError as e:
-        raise InputError(path, "permission denied: this user cannot read the file",
-                         f"make it readable (chmod a+r {path}) or run as its owner") from e
+        raise _permission_error(path) from e
     except (pa.ArrowException, OSError, ValueError) as e:
         raise InputError(path, "not a readable parquet file, corrupt or truncated "
                          f"({str(e).splitlines()[0]})",
@@ -378,6 +434,86 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return df.reset_index()  # the date (or another column) was stored as the index
 
 
+# ---- columns ---------------------------------------------------------------------------------
+
+def _holds_dates(s: pd.Series) -> bool:
+    """More than half of the values are ISO dates."""
+    as_dates = pd.to_datetime(s.astype("string"), format="ISO8601", errors="coerce")
+    return bool(as_dates.notna().mean() > 0.5)
+
+
+def _drop_unnamed_columns(df: pd.DataFrame, info: RawInfo) -> pd.DataFrame:
+    """Drop the columns without a name (e.g. a saved pandas index), except that the first one
+    becomes ``date`` when the file has no date column and that column holds dates."""
+    norm = [_norm(c) for c in df.columns]
+    unnamed = [str(c) for c, n in zip(df.columns, norm, strict=True)
+               if not n or re.fullmatch(r"unnamed_\d+|level_\d+|index_level_\d+", n)]
+    if unnamed and not set(norm) & set(ALIASES["date"]) and _holds_dates(df[unnamed[0]]):
+        # a frame saved with its date index: the unnamed first column holds the dates
+        first = unnamed.pop(0)
+        df = df.rename(columns={first: "date"})
+        info.renamed[first or "(no name)"] = "date"
+    for c in unnamed:
+        info.columns_dropped[c or "(no name)"] = "no column name"
+    return df.drop(columns=unnamed)
+
+
+def _alias_renames(columns: pd.Index) -> dict[str, str]:
+    """{alias: standard name} for each standard name missing from ``columns`` (first alias in
+    :data:`ALIASES` order that is present wins)."""
+    rename: dict[str, str] = {}
+    for std, aliases in ALIASES.items():
+        if std in columns:
+            continue
+        hit = next((n for n in aliases if n in columns and n not in rename), None)
+        if hit is not None:
+            rename[hit] = std
+    return rename
+
+
+def _standard_names(df: pd.DataFrame, path: Path,
+                    info: RawInfo) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Normalised, alias-mapped column names (recorded in ``info.renamed``).
+
+    Returns the renamed frame and {column: its name in the file}, for the metadata.
+    Two columns with the same normalised name are an error.
+    """
+    original = {_norm(c): str(c) for c in df.columns if c != "date"}
+    df.columns = [_norm(c) for c in df.columns]
+    if df.columns.duplicated().any():
+        dups = sorted(set(df.columns[df.columns.duplicated()]))
+        raise InputError(path, f"duplicate column names after normalising case: {dups}",
+                         "give every column a distinct name")
+    rename = _alias_renames(df.columns)
+    df = df.rename(columns=rename)
+    back = {v: k for k, v in rename.items()}
+    file_name = {c: original.get(back.get(c, c), c) for c in df.columns}  # used -> file's name
+    info.renamed.update({f: c for c, f in file_name.items() if f != c})
+    return df, file_name
+
+
+def _with_date_column(df: pd.DataFrame, path: Path, info: RawInfo,
+                      file_name: dict[str, str]) -> pd.DataFrame:
+    """Without a column named like a date, the one datetime column is the date; else an error."""
+    if "date" in df.columns:
+        return df
+    dt = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
+    if len(dt) != 1:
+        raise InputError(path, f"no date column (looked for {', '.join(ALIASES['date'])}); "
+                         f"columns are {info.columns_found}",
+                         "name the date column 'date'")
+    info.renamed[file_name[dt[0]]] = "date"
+    return df.rename(columns={dt[0]: "date"})
+
+
+def _require_close(df: pd.DataFrame, path: Path, info: RawInfo) -> None:
+    if "close" not in df.columns and "adj_close" not in df.columns:
+        raise InputError(path, "no close price column (looked for "
+                         f"{', '.join(ALIASES['close'] + ALIASES['adj_close'])}); columns are "
+                         f"{info.columns_found}",
+                         "add a 'close' column with the daily closing price")
+
+
 def _to_number(s: pd.Series) -> pd.Series:
     """Strings -> float: currency signs and thousands separators removed, junk -> NaN."""
     txt = s.astype("string").str.strip()
@@ -385,6 +521,76 @@ def _to_number(s: pd.Series) -> pd.Series:
     thousands = txt.str.fullmatch(r"[-+]?\d{1,3}(,\d{3})+(\.\d*)?", na=False)
     txt = txt.where(~thousands, txt.str.replace(",", "", regex=False))
     return pd.to_numeric(txt, errors="coerce").astype("float64")
+
+
+def _text_to_number(s: pd.Series, col: str, path: Path, info: RawInfo) -> pd.Series | None:
+    """A text column as float64 with its junk cells counted in ``info``, or None when more than
+    half of its values are junk (a text column; an error when it is the close)."""
+    num = _to_number(s)
+    present = s.notna() & (s.astype("string").str.strip() != "")
+    junk_mask = present & num.isna()
+    junk = int(junk_mask.sum())
+    if present.sum() and junk > 0.5 * present.sum():
+        if col in ("close", "adj_close"):
+            examples = list(dict.fromkeys(s[junk_mask].astype(str)))[:3]
+            raise InputError(path, f"the {col} column holds text, not numbers "
+                             f"({junk} of {int(present.sum())} values, e.g. {examples})",
+                             "store the closing price as plain numbers (e.g. 101.25)")
+        return None
+    if junk:
+        info.junk_by_column[col] = junk
+    info.junk_cells += junk
+    return num
+
+
+def _float_columns(df: pd.DataFrame, path: Path, info: RawInfo,
+                   file_name: dict[str, str]) -> pd.DataFrame:
+    """Every column but ``date`` as float64; text columns are dropped (:func:`_text_to_number`)."""
+    # float64 columns (most of them) are already what we want: no lookup, no copy, no setitem
+    for col in [c for c, t in df.dtypes.items() if c != "date" and t != np.float64]:
+        s = df[col]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            df[col] = s.astype("float64")
+            continue
+        num = _text_to_number(s, col, path, info)
+        if num is None:
+            info.columns_dropped[file_name[col]] = "text, not numbers"
+            df = df.drop(columns=col)
+        else:
+            df[col] = num
+    return df
+
+
+def _adjusted_close(df: pd.DataFrame, info: RawInfo, file_name: dict[str, str]) -> pd.DataFrame:
+    """``adj_close`` becomes the close when it holds numbers, with open/high/low scaled by the
+    same factor; an ``adj_close`` without numbers is dropped when there is a close."""
+    if "adj_close" not in df.columns:
+        return df
+    if "close" in df.columns:
+        if df["adj_close"].notna().sum() == 0:
+            info.columns_dropped[file_name["adj_close"]] = "no numbers; close used"
+            return df.drop(columns="adj_close")
+        factor = df["adj_close"] / df["close"]
+        for col in ("open", "high", "low"):
+            if col in df.columns:
+                df[col] = df[col] * factor
+        df = df.drop(columns="close")
+        info.notes.append("used adj_close as close and scaled open/high/low to it")
+        info.columns_dropped[file_name["close"]] = "replaced by adj_close"
+    info.renamed = {k: v for k, v in info.renamed.items() if v != "adj_close"}
+    info.renamed[file_name["adj_close"]] = "close"
+    return df.rename(columns={"adj_close": "close"})
+
+
+def _inf_to_missing(df: pd.DataFrame, info: RawInfo) -> pd.DataFrame:
+    """inf/-inf in the numeric columns -> NaN, counted in ``info.inf_cells``."""
+    num_cols = [c for c in df.columns if c != "date"]
+    inf = np.isinf(df[num_cols].to_numpy(dtype="float64"))
+    info.inf_cells = int(inf.sum())
+    if info.inf_cells:
+        df[num_cols] = df[num_cols].replace([np.inf, -np.inf], np.nan)
+        info.notes.append(f"{info.inf_cells} inf value(s) treated as missing")
+    return df
 
 
 def read_raw(path: Path) -> tuple[pd.DataFrame, RawInfo]:
@@ -395,174 +601,103 @@ def read_raw(path: Path) -> tuple[pd.DataFrame, RawInfo]:
     """
     path = Path(path)
     info = RawInfo(path=str(path))
-    if not path.exists():
-        problem = "is a broken link" if path.is_symlink() else "the file does not exist"
-        raise InputError(path, problem, "check the raw folder")
-    if path.is_dir():
-        raise InputError(path, "is a directory, not a file",
-                         "remove or rename the folder; a raw file must be a plain file")
-    if path.stat().st_size == 0:
-        raise InputError(path, "the file is empty", EMPTY_FIX)
+    _check_plain_file(path)
     is_parquet = path.name.lower().endswith((".parquet", ".pq"))
     df = _read_parquet(path) if is_parquet else _read_csv(path, info)
     info.columns_found = [str(c) for c in df.columns]
     if len(df) == 0:
         raise InputError(path, "the file has a header but no data rows",
                          "add rows (one per trading day) or remove the file")
-
-    norm = [_norm(c) for c in df.columns]
-    unnamed = [str(c) for c, n in zip(df.columns, norm, strict=True)
-               if not n or re.fullmatch(r"unnamed_\d+|level_\d+|index_level_\d+", n)]
-    if unnamed and not set(norm) & set(ALIASES["date"]):
-        # a frame saved with its date index: the unnamed first column holds the dates
-        first = unnamed[0]
-        as_dates = pd.to_datetime(df[first].astype("string"), format="ISO8601", errors="coerce")
-        if as_dates.notna().mean() > 0.5:
-            df = df.rename(columns={first: "date"})
-            info.renamed[first or "(no name)"] = "date"
-            unnamed = unnamed[1:]
-    for c in unnamed:
-        info.columns_dropped[c or "(no name)"] = "no column name"
-    df = df.drop(columns=unnamed)
-    original = {_norm(c): str(c) for c in df.columns if c != "date"}
-    df.columns = [_norm(c) for c in df.columns]
-    if df.columns.duplicated().any():
-        dups = sorted(set(df.columns[df.columns.duplicated()]))
-        raise InputError(path, f"duplicate column names after normalising case: {dups}",
-                         "give every column a distinct name")
-    rename: dict[str, str] = {}
-    for std, aliases in ALIASES.items():
-        if std in df.columns:
-            continue
-        hit = next((n for n in aliases if n in df.columns and n not in rename), None)
-        if hit is not None:
-            rename[hit] = std
-    df = df.rename(columns=rename)
-    back = {v: k for k, v in rename.items()}
-    file_name = {c: original.get(back.get(c, c), c) for c in df.columns}  # used -> file's name
-    info.renamed.update({f: c for c, f in file_name.items() if f != c})
-    if "date" not in df.columns:
-        dt = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
-        if len(dt) != 1:
-            raise InputError(path, f"no date column (looked for {', '.join(ALIASES['date'])}); "
-                             f"columns are {info.columns_found}",
-                             "name the date column 'date'")
-        df = df.rename(columns={dt[0]: "date"})
-        info.renamed[file_name[dt[0]]] = "date"
-    if "close" not in df.columns and "adj_close" not in df.columns:
-        raise InputError(path, "no close price column (looked for "
-                         f"{', '.join(ALIASES['close'] + ALIASES['adj_close'])}); columns are "
-                         f"{info.columns_found}",
-                         "add a 'close' column with the daily closing price")
-
-    # float64 columns (most of them) are already what we want: no lookup, no copy, no setitem
-    for col in [c for c, t in df.dtypes.items() if c != "date" and t != np.float64]:
-        s = df[col]
-        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            df[col] = s.astype("float64")
-            continue
-        num = _to_number(s)
-        present = s.notna() & (s.astype("string").str.strip() != "")
-        junk_mask = present & num.isna()
-        junk = int(junk_mask.sum())
-        if present.sum() and junk > 0.5 * present.sum():
-            if col in ("close", "adj_close"):
-                examples = list(dict.fromkeys(s[junk_mask].astype(str)))[:3]
-                raise InputError(path, f"the {col} column holds text, not numbers "
-                                 f"({junk} of {int(present.sum())} values, e.g. {examples})",
-                                 "store the closing price as plain numbers (e.g. 101.25)")
-            info.columns_dropped[file_name[col]] = "text, not numbers"
-            df = df.drop(columns=col)
-            continue
-        if junk:
-            info.junk_by_column[col] = junk
-        info.junk_cells += junk
-        df[col] = num
-
-    if "adj_close" in df.columns:
-        if df["adj_close"].notna().sum() == 0 and "close" in df.columns:
-            df = df.drop(columns="adj_close")
-            info.columns_dropped[file_name["adj_close"]] = "no numbers; close used"
-        elif "close" in df.columns:
-            factor = df["adj_close"] / df["close"]
-            for col in ("open", "high", "low"):
-                if col in df.columns:
-                    df[col] = df[col] * factor
-            df = df.drop(columns="close")
-            info.notes.append("used adj_close as close and scaled open/high/low to it")
-            info.columns_dropped[file_name["close"]] = "replaced by adj_close"
-    if "adj_close" in df.columns:
-        df = df.rename(columns={"adj_close": "close"})
-        src = file_name["adj_close"]
-        info.renamed = {k: v for k, v in info.renamed.items() if v != "adj_close"}
-        info.renamed[src] = "close"
-    num_cols = [c for c in df.columns if c != "date"]
-    inf = np.isinf(df[num_cols].to_numpy(dtype="float64"))
-    info.inf_cells = int(inf.sum())
-    if info.inf_cells:
-        df[num_cols] = df[num_cols].replace([np.inf, -np.inf], np.nan)
-        info.notes.append(f"{info.inf_cells} inf value(s) treated as missing")
+    df = _drop_unnamed_columns(df, info)
+    df, file_name = _standard_names(df, path, info)
+    df = _with_date_column(df, path, info, file_name)
+    _require_close(df, path, info)
+    df = _float_columns(df, path, info, file_name)
+    df = _adjusted_close(df, info, file_name)
+    df = _inf_to_missing(df, info)
     df["date"] = _parse_dates(df["date"], path, info)
+    # a column that was dropped is reported as dropped only, not also as renamed
     info.renamed = {k: v for k, v in info.renamed.items() if k not in info.columns_dropped}
     info.rows = len(df)
     return df.reset_index(drop=True), info
 
 
+# ---- dates -----------------------------------------------------------------------------------
+
 _OFFSET = r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})$"
 _DMY = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})$")
 
 
-def _parse_dates(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
-    """Dates -> tz-naive midnight timestamps (NaT where unparseable). Rules: module docstring."""
-    # Cheap literal-substring tests (Arrow kernels on a pandas string column) skip regex work
-    # that cannot match: a value with "-" is not YYYYMMDD/epoch, and the UTC-offset rule needs
-    # a ":". They only skip steps that would change nothing; results are the same either way.
-    text_col = isinstance(s.dtype, pd.StringDtype)
-    if not pd.api.types.is_datetime64_any_dtype(s) and not pd.api.types.is_numeric_dtype(s):
-        maybe_number = not text_col or not s.str.contains("-", regex=False).any()
-        txt = s.dropna().astype("string").str.strip() if maybe_number else s.iloc[:0]
-        if len(txt) and txt.str.fullmatch(r"\d{8,13}(\.0*)?").all():  # 20170811 or epoch
-            s = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
-    if pd.api.types.is_datetime64_any_dtype(s):
-        out = s
-    elif pd.api.types.is_numeric_dtype(s):
-        v = s.astype("float64")
-        med = float(np.nanmedian(v)) if v.notna().any() else 0.0
-        if 1e7 <= med < 1e8:  # 20170811
-            out = pd.to_datetime(v.astype("Int64").astype("string"), format="%Y%m%d",
-                                 errors="coerce")
-        elif med >= 1e11:
-            out = pd.to_datetime(v, unit="ms", errors="coerce")
-            info.notes.append("dates read as epoch milliseconds")
-        elif med >= 1e8:
-            out = pd.to_datetime(v, unit="s", errors="coerce")
-            info.notes.append("dates read as epoch seconds")
-        else:
-            raise InputError(path, f"the date column holds numbers ({v.dropna().iloc[0]:g} ...) "
-                             "that are neither YYYYMMDD nor epoch seconds",
-                             "write dates as YYYY-MM-DD")
-    else:
-        txt = s.astype("string").str.strip()
-        # a UTC offset after a time is dropped: the local (exchange) calendar date is the day
-        if not text_col or s.str.contains(":", regex=False).any():
-            txt = txt.str.replace(_OFFSET, r"\1", regex=True)
-        try:
-            out = pd.to_datetime(txt, format="ISO8601")
-        except (ValueError, TypeError):
-            m = txt.str.extract(_DMY).astype("float64")
-            dayfirst = bool((m[0] > 12).any())
-            if not dayfirst and not (m[1] > 12).any() and m[0].notna().any():
-                info.notes.append("ambiguous dd/mm vs mm/dd dates read month first")
-            try:
-                out = pd.to_datetime(txt, format="mixed", dayfirst=dayfirst, errors="coerce")
-            except (ValueError, TypeError):  # e.g. time zone names mixed in
-                out = pd.to_datetime(txt, format="mixed", dayfirst=dayfirst, errors="coerce",
-                                     utc=True)
-            info.notes.append("dates in mixed formats were parsed value by value")
+def _digit_text_to_numbers(s: pd.Series) -> pd.Series:
+    """A text column of digits only (``20170811`` or epoch) as numbers; any other unchanged."""
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        return s
+    # a value with "-" is not YYYYMMDD/epoch: a literal-substring test (an Arrow kernel on a
+    # string column) is much cheaper than the regex below, and skips only what cannot match
+    if isinstance(s.dtype, pd.StringDtype) and s.str.contains("-", regex=False).any():
+        return s
+    txt = s.dropna().astype("string").str.strip()
+    if len(txt) and txt.str.fullmatch(r"\d{8,13}(\.0*)?").all():
+        return pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+    return s
+
+
+def _dates_from_numbers(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
+    """``YYYYMMDD`` numbers, epoch seconds or epoch milliseconds (told apart by the median)."""
+    v = s.astype("float64")
+    med = float(np.nanmedian(v)) if v.notna().any() else 0.0
+    if 1e7 <= med < 1e8:  # 20170811
+        return pd.to_datetime(v.astype("Int64").astype("string"), format="%Y%m%d",
+                              errors="coerce")
+    if med >= 1e11:
+        info.notes.append("dates read as epoch milliseconds")
+        return pd.to_datetime(v, unit="ms", errors="coerce")
+    if med >= 1e8:
+        info.notes.append("dates read as epoch seconds")
+        return pd.to_datetime(v, unit="s", errors="coerce")
+    raise InputError(path, f"the date column holds numbers ({v.dropna().iloc[0]:g} ...) "
+                     "that are neither YYYYMMDD nor epoch seconds",
+                     "write dates as YYYY-MM-DD")
+
+
+def _mixed_format_dates(txt: pd.Series, info: RawInfo) -> pd.Series:
+    """Dates parsed value by value; dd/mm vs mm/dd is decided once for the whole column."""
+    m = txt.str.extract(_DMY).astype("float64")
+    dayfirst = bool((m[0] > 12).any())
+    if not dayfirst and not (m[1] > 12).any() and m[0].notna().any():
+        info.notes.append("ambiguous dd/mm vs mm/dd dates read month first")
+    try:
+        out = pd.to_datetime(txt, format="mixed", dayfirst=dayfirst, errors="coerce")
+    except (ValueError, TypeError):  # e.g. time zone names mixed in
+        out = pd.to_datetime(txt, format="mixed", dayfirst=dayfirst, errors="coerce", utc=True)
+    info.notes.append("dates in mixed formats were parsed value by value")
+    return out
+
+
+def _dates_from_text(s: pd.Series, info: RawInfo) -> pd.Series:
+    """ISO 8601 dates, else :func:`_mixed_format_dates`."""
+    txt = s.astype("string").str.strip()
+    # a UTC offset after a time is dropped: the local (exchange) calendar date is the day
+    # (the offset rule needs a ":"; a string column without one skips the regex)
+    if not isinstance(s.dtype, pd.StringDtype) or s.str.contains(":", regex=False).any():
+        txt = txt.str.replace(_OFFSET, r"\1", regex=True)
+    try:
+        return pd.to_datetime(txt, format="ISO8601")
+    except (ValueError, TypeError):
+        return _mixed_format_dates(txt, info)
+
+
+def _local_dates(out: pd.Series) -> pd.Series:
+    """Tz-naive datetimes that keep the local (exchange) calendar date."""
     if not pd.api.types.is_datetime64_any_dtype(out):  # several UTC offsets in one column
         out = pd.to_datetime(out, utc=True, errors="coerce")
     if getattr(out.dt, "tz", None) is not None:
-        out = out.dt.tz_localize(None)  # keep the local (exchange) calendar date
+        out = out.dt.tz_localize(None)
+    return out
+
+
+def _check_unparsed_dates(out: pd.Series, s: pd.Series, path: Path, info: RawInfo) -> None:
+    """More than half of the dates unparsed (NaT in ``out``) is an error; fewer is a note."""
     bad = int(out.isna().sum())
     if bad and bad > 0.5 * len(out):
         examples = list(dict.fromkeys(s[out.isna()].dropna().astype(str)))[:3]
@@ -570,4 +705,17 @@ def _parse_dates(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
                          "write dates as YYYY-MM-DD")
     if bad:
         info.notes.append(f"{bad} row(s) with an unparseable date will be dropped")
+
+
+def _parse_dates(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
+    """Dates -> tz-naive midnight timestamps (NaT where unparseable). Rules: module docstring."""
+    s = _digit_text_to_numbers(s)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        out = s
+    elif pd.api.types.is_numeric_dtype(s):
+        out = _dates_from_numbers(s, path, info)
+    else:
+        out = _dates_from_text(s, info)
+    out = _local_dates(out)
+    _check_unparsed_dates(out, s, path, info)
     return out.dt.normalize()
