@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_assets.core import pipeline
+from lstm_assets.core import stages
 from lstm_assets.core.clean import _ffill
 from lstm_assets.core.sequences import SequenceSet, build_sequences, build_sequences_from_parquet
 from lstm_assets.core.settings import Settings
@@ -64,9 +64,9 @@ def _equal(a: SequenceSet, b: SequenceSet) -> None:
 
 def test_sequences_from_parquet_equal_frame_path(demo_raw: Path, tmp_path: Path,
                                                  tiny: Settings) -> None:
-    layout = pipeline.Layout.from_dirs(demo_raw, tmp_path / "wh")
+    layout = stages.Layout.from_dirs(demo_raw, tmp_path / "wh")
     for sym in layout.symbols():
-        pipeline.run_clean(layout, sym, tiny)
+        stages.run_clean(layout, sym, tiny)
         path = layout.warehouse.clean_frame(sym)
         frame = read_parquet(path)
         before = frame.copy()
@@ -76,7 +76,7 @@ def test_sequences_from_parquet_equal_frame_path(demo_raw: Path, tmp_path: Path,
         _equal(a, b)
         assert info_a == info_b
         assert b.X.flags.c_contiguous  # training uses it as loaded, without a copy
-        meta = pipeline.run_sequences(layout, sym, tiny)
+        meta = stages.run_sequences(layout, sym, tiny)
         _equal(SequenceSet.load(Path(meta["path"])), a)
 
 
@@ -87,9 +87,9 @@ def test_sequences_reader_fallback_without_pyarrows_reader_class(
     a pyarrow without it gets ParquetFile's reader instead, with the same result."""
     from lstm_assets.core import storage
 
-    layout = pipeline.Layout.from_dirs(demo_raw, tmp_path / "wh")
+    layout = stages.Layout.from_dirs(demo_raw, tmp_path / "wh")
     sym = layout.symbols()[0]
-    pipeline.run_clean(layout, sym, tiny)
+    stages.run_clean(layout, sym, tiny)
     path = layout.warehouse.clean_frame(sym)
     a, info_a = build_sequences_from_parquet(path, tiny)
     monkeypatch.setattr(storage, "ParquetReader", None)
@@ -103,28 +103,28 @@ def test_clean_reuses_the_raw_parse_only_of_an_unchanged_file(demo_raw: Path, tm
                                                               monkeypatch) -> None:
     raw = tmp_path / "raw"
     raw.mkdir()
-    sym = pipeline.Layout.from_dirs(demo_raw, tmp_path).symbols()[0]
+    sym = stages.Layout.from_dirs(demo_raw, tmp_path).symbols()[0]
     src = demo_raw / f"{sym}.csv"
     (raw / src.name).write_bytes(src.read_bytes())
-    layout = pipeline.Layout.from_dirs(raw, tmp_path / "wh")
+    layout = stages.Layout.from_dirs(raw, tmp_path / "wh")
     parses: list[Path] = []
-    real = pipeline.read_raw
-    monkeypatch.setattr(pipeline, "read_raw", lambda p: parses.append(p) or real(p))
+    real = stages.data.read_raw
+    monkeypatch.setattr(stages.data, "read_raw", lambda p: parses.append(p) or real(p))
 
-    pipeline.run_raw(layout, sym)
-    first = pipeline.run_clean(layout, sym, tiny)
+    stages.run_raw(layout, sym)
+    first = stages.run_clean(layout, sym, tiny)
     assert len(parses) == 1  # the clean stage used the raw stage's parse
     frame = read_parquet(first["path"])
 
-    pipeline.run_clean(layout, sym, tiny)  # alone: parses (the kept parse was taken)
+    stages.run_clean(layout, sym, tiny)  # alone: parses (the kept parse was taken)
     assert len(parses) == 2
     pd.testing.assert_frame_equal(read_parquet(first["path"]), frame)
 
-    pipeline.run_raw(layout, sym)
+    stages.run_raw(layout, sym)
     text = (raw / src.name).read_text().splitlines(keepends=True)
     (raw / src.name).write_text("".join(text[:-1]))  # the file changes between the stages
     st = (raw / src.name).stat()
     os.utime(raw / src.name, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
-    changed = pipeline.run_clean(layout, sym, tiny)
+    changed = stages.run_clean(layout, sym, tiny)
     assert len(parses) == 4  # parsed again: the kept parse was of the old content
     assert changed["rows_in"] == first["rows_in"] - 1

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lstm_assets.core.honesty import check_demo, format_summary
 from lstm_assets.core.settings import Settings
+from lstm_assets.core.stages.honesty import check_demo, format_summary
 
 # Calibrated on this exact config (default LSTM, 2 symbols x 20 years, seed 3): the model scored
 # 66.8% against an oracle of 67.9% (1.1 points below) and a best baseline of 37.3% (logistic

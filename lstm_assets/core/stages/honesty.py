@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from lstm_assets.core.demo import DemoSpec, generate
-from lstm_assets.core.pipeline import Layout, run_symbol
 from lstm_assets.core.settings import Settings
+from lstm_assets.core.stages import Layout, run_symbol
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,101 @@
+"""Data-quality checks on the stages' outputs; the Dagster layer reports them as asset checks."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_assets.core.settings import CLASSES, Settings
+from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences
+
+log = logging.getLogger(__name__)
+
+
+def check_raw_freshness(raw_meta: dict[str, Any], settings: Settings,
+                        now: datetime | None = None) -> dict[str, Any]:
+    """Is the raw file's last date recent (within ``raw_max_age_days``)? Uses run_raw's meta."""
+    now = now or datetime.now(UTC)
+    last = raw_meta.get("last_date")
+    age = (now.date() - datetime.fromisoformat(last).date()).days if last else None
+    try:
+        mtime = Path(raw_meta["file"]).stat().st_mtime
+        file_age = round((now.timestamp() - mtime) / 86400, 2)
+    except (KeyError, OSError):
+        file_age = None
+    passed = age is not None and age <= settings.raw_max_age_days
+    return {
+        "passed": passed,
+        "description": (f"data ends {last} ({age} days ago; limit {settings.raw_max_age_days})"
+                        if age is not None else "no valid date in the file"),
+        "metadata": {"last_date": last, "data_age_days": age, "file_age_days": file_age,
+                     "max_age_days": settings.raw_max_age_days},
+    }
+
+
+def check_clean_frame(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
+    """No NaN/inf in features, unique sorted dates, valid labels, enough rows for the splits."""
+    from lstm_assets.core.clean import feature_columns
+    from lstm_assets.core.splits import min_rows
+
+    frame = read_clean(layout, symbol)
+    feats = feature_columns(frame)
+    values = frame[feats].to_numpy(dtype=np.float64)
+    dates = pd.to_datetime(frame["date"])
+    labels = frame["label"].to_numpy()
+    problems = {
+        "nan_cells": int(np.isnan(values).sum()),
+        "inf_cells": int(np.isinf(values).sum()),
+        "bad_dates": int(dates.isna().sum()),
+        "duplicate_dates": int(dates.duplicated().sum()),
+        "unsorted_dates": int((dates.diff().dt.total_seconds() <= 0).sum()),
+        "bad_labels": int((~np.isin(labels, [-1, 0, 1, 2])).sum()),
+    }
+    need = min_rows(settings)
+    failed = [k for k, v in problems.items() if v]
+    if len(frame) < need:
+        failed.append(f"rows {len(frame)} < {need}")
+    return {
+        "passed": not failed,
+        "description": "ok" if not failed else f"{symbol}: " + ", ".join(failed),
+        "metadata": {**problems, "rows": len(frame), "min_rows": need, "features": len(feats),
+                     "unlabelled_rows": int((labels < 0).sum())},
+    }
+
+
+def check_sequences(layout: Layout, symbol: str) -> dict[str, Any]:
+    """Shapes agree, no NaN/inf, every split has samples; class balance per split recorded."""
+    seq = read_sequences(layout, symbol)
+    n, f = seq.X.shape if seq.X.ndim == 2 else (len(seq.X), -1)
+    problems: list[str] = []
+    if seq.X.ndim != 2 or seq.X.dtype != np.float32:
+        problems.append(f"X is {seq.X.dtype} with {seq.X.ndim} dims (want 2-D float32)")
+    if not (len(seq.y) == len(seq.dates) == n):
+        problems.append(f"rows differ: X {n}, y {len(seq.y)}, dates {len(seq.dates)}")
+    if not (f == len(seq.features) == len(seq.mean) == len(seq.scale)):
+        problems.append(f"features differ: X {f}, names {len(seq.features)}, "
+                        f"scaler {len(seq.mean)}/{len(seq.scale)}")
+    bad = int((~np.isfinite(seq.X)).sum()) if seq.X.dtype.kind == "f" else 0
+    if bad:
+        problems.append(f"{bad} NaN/inf values")
+    if seq.bounds.train_start < seq.lookback - 1 or seq.bounds.test_end > n:
+        problems.append("split bounds outside the matrix")
+    balance: dict[str, dict[str, int]] = {}
+    for split in ("train", "val", "test"):
+        rows = seq.end_rows(split)
+        counts = np.bincount(seq.y[rows].astype(np.int64), minlength=len(CLASSES))
+        balance[split] = {c: int(counts[i]) for i, c in enumerate(CLASSES)}
+        if len(rows) == 0:
+            problems.append(f"{split} split is empty")
+    if sum(v > 0 for v in balance["train"].values()) < 2:
+        problems.append("fewer than two classes in the train split")
+    return {
+        "passed": not problems,
+        "description": "ok" if not problems else f"{symbol}: " + "; ".join(problems),
+        "metadata": {"rows": int(n), "features": int(f), "nonfinite": bad,
+                     "class_balance": balance},
+    }

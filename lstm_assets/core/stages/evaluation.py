@@ -1,0 +1,59 @@
+"""The evaluation stage: score a saved model on its test split, write the report, and the
+leaderboard across symbols."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lstm_assets.core import report as report_mod
+from lstm_assets.core.evaluate import evaluate, load_truth
+from lstm_assets.core.model import (
+    LoadedModel,
+)
+from lstm_assets.core.settings import CLASSES, Settings
+from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences
+from lstm_assets.core.storage import write_parquet
+from lstm_assets.core.walkforward import walk_forward
+
+log = logging.getLogger(__name__)
+
+
+def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
+    seq = read_sequences(layout, symbol)
+    frame = read_clean(layout, symbol)
+    model = LoadedModel.load(layout.warehouse.model(symbol))
+    te = seq.end_rows("test")
+    proba = model.predict_proba(seq.X, te)
+    rep = evaluate(seq, frame, proba, settings, load_truth(layout.truth_dir, symbol))
+    rep["symbol"] = symbol
+    if settings.walk_forward_folds > 0:
+        rep["walk_forward"] = walk_forward(frame, settings, settings.walk_forward_folds)
+    rep["training"] = {k: model.config["training"].get(k) for k in
+                       ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
+                        "seconds", "device", "init", "features_used", "top_features")}
+    rep["training"]["features_total"] = len(model.config["features"])
+    # cold vs warm: the previous model and this one on the same val/test windows (see run_train)
+    rep["retrain"] = model.config.get("retrain")
+    history = model.config["training"].get("history", [])
+    wh = layout.warehouse
+    preds = pd.DataFrame({"date": seq.dates[te], "label": seq.y[te].astype(int),
+                          **{f"p_{c.lower()}": proba[:, i] for i, c in enumerate(CLASSES)},
+                          "pred": proba.argmax(1)})
+    write_parquet(wh.report(symbol, ".predictions.parquet"), preds)
+    report_mod.write_symbol_report(wh, symbol, rep, history)
+    return rep
+
+
+def run_leaderboard(layout: Layout) -> dict[str, Any]:
+    return report_mod.write_leaderboard(layout.warehouse)
+
+
+def reload_and_predict(layout: Layout, symbol: str) -> np.ndarray:
+    """Test-split probabilities from the saved model alone (used to check reproducibility)."""
+    seq = read_sequences(layout, symbol)
+    model = LoadedModel.load(layout.warehouse.model(symbol))
+    return model.predict_proba(seq.X, seq.end_rows("test"))
