@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lstm_assets.core.model import LoadedModel, LSTMClassifier, predict_proba, save_model
-from lstm_assets.core.pipeline import Layout, reload_and_predict, run_symbol
 from lstm_assets.core.settings import Settings
+from lstm_assets.core.stages import Layout, reload_and_predict, run_symbol
 
 
 def test_model_shapes() -> None:

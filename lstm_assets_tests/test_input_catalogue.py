@@ -26,10 +26,10 @@ from lstm_assets.core.ingest import (
     read_raw,
     symbol_of,
 )
-from lstm_assets.core.pipeline import Layout, run_clean, run_raw
 from lstm_assets.core.sequences import SequenceSet, build_sequences
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.splits import min_rows
+from lstm_assets.core.stages import Layout, run_clean, run_raw
 from lstm_assets.core.storage import InputError, Warehouse, normalize_symbol, symbol_path
 
 TODAY = pd.Timestamp("2024-06-28")

@@ -21,7 +21,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from lstm_assets.core import pipeline
+from lstm_assets.core import stages
 from lstm_assets.core.demo import DemoSpec, generate
 from lstm_assets.core.model import read_model_config
 from lstm_assets.core.settings import Settings
@@ -141,7 +141,7 @@ def test_sensor_first_tick_skips_files_already_materialized(demo4: Path, tmp_pat
     raw = _copy_raw(demo4, tmp_path)
     with dg.instance_for_test() as instance:
         sync_partitions(instance, ["SYN001", "SYN002"])
-        h = pipeline.file_hash(raw / "SYN001.csv")
+        h = stages.file_hash(raw / "SYN001.csv")
         instance.report_runless_asset_event(dg.AssetMaterialization(
             "raw_features", partition="SYN001", metadata={"content_hash": h}))
         res, _ = _tick(instance, raw, None)  # e.g. the sensor started after `lstm-assets run`
@@ -196,34 +196,34 @@ def test_schedule_cron_and_timezone_from_env(monkeypatch: pytest.MonkeyPatch) ->
 
 # ---- warm start / skip -------------------------------------------------------------------------
 
-def _data(layout: pipeline.Layout, sym: str, s: Settings) -> None:
-    pipeline.run_clean(layout, sym, s)
-    pipeline.run_sequences(layout, sym, s)
+def _data(layout: stages.Layout, sym: str, s: Settings) -> None:
+    stages.run_clean(layout, sym, s)
+    stages.run_sequences(layout, sym, s)
 
 
 def test_warm_start_skip_and_cold_reasons(demo4: Path, tmp_path: Path) -> None:
     raw = _copy_raw(demo4, tmp_path)
     full = pd.read_csv(demo4 / "SYN001.csv")
     full.iloc[:-40].to_csv(raw / "SYN001.csv", index=False)  # yesterday's file: 40 rows fewer
-    layout = pipeline.Layout.from_dirs(raw, tmp_path / "wh", tmp_path / "demo_truth")
+    layout = stages.Layout.from_dirs(raw, tmp_path / "wh", tmp_path / "demo_truth")
     s = Settings(**TINY_CFG).replace(max_epochs=4, warm_epochs=2, full_retrain_every_days=7)
     t0 = datetime(2026, 3, 1, 2, tzinfo=UTC)
 
     _data(layout, "SYN001", s)
-    cold = pipeline.run_train(layout, "SYN001", s, now=t0)
+    cold = stages.run_train(layout, "SYN001", s, now=t0)
     assert cold["init"] == "cold" and cold["init_reason"] == "no previous model"
     model = layout.warehouse.model("SYN001")
     mtime = model.stat().st_mtime_ns
 
     # unchanged inputs and settings: no training at all, the model file is untouched
-    again = pipeline.run_train(layout, "SYN001", s, now=t0 + timedelta(hours=1))
+    again = stages.run_train(layout, "SYN001", s, now=t0 + timedelta(hours=1))
     assert again["init"] == "skipped" and again["epochs_run"] == 0
     assert model.stat().st_mtime_ns == mtime
 
     # new data, same schema and settings, last full fit 1 day ago: warm start, few epochs
     full.to_csv(raw / "SYN001.csv", index=False)
     _data(layout, "SYN001", s)
-    warm = pipeline.run_train(layout, "SYN001", s, now=t0 + timedelta(days=1))
+    warm = stages.run_train(layout, "SYN001", s, now=t0 + timedelta(days=1))
     assert warm["init"] == "warm", warm["init_reason"]
     assert "last full fit 1.0 days ago" in warm["init_reason"]
     assert warm["epochs_run"] <= s.warm_epochs
@@ -232,20 +232,20 @@ def test_warm_start_skip_and_cold_reasons(demo4: Path, tmp_path: Path) -> None:
     assert cfg["retrain"]["last_cold_at"] == t0.isoformat()  # the lineage's last full fit
     comp = cfg["retrain"]["comparison"]  # previous vs new model on the same new windows
     assert set(comp["previous"]) == set(comp["new"]) >= {"test_accuracy", "val_log_loss"}
-    rep = pipeline.run_evaluate(layout, "SYN001", s)
+    rep = stages.run_evaluate(layout, "SYN001", s)
     assert rep["retrain"]["init"] == "warm" and rep["training"]["init"] == "warm"
 
     # a full fit every N days: the lineage's last cold fit is 8 days old
     full.iloc[:-1].to_csv(raw / "SYN001.csv", index=False)
     _data(layout, "SYN001", s)
-    old = pipeline.run_train(layout, "SYN001", s, now=t0 + timedelta(days=8))
+    old = stages.run_train(layout, "SYN001", s, now=t0 + timedelta(days=8))
     assert old["init"] == "cold" and "full retrain every 7 days" in old["init_reason"]
 
     # settings or architecture changed: cold
-    lr = pipeline.run_train(layout, "SYN001", s.replace(learning_rate=0.01),
+    lr = stages.run_train(layout, "SYN001", s.replace(learning_rate=0.01),
                             now=t0 + timedelta(days=9))
     assert lr["init"] == "cold" and "learning_rate" in lr["init_reason"]
-    arch = pipeline.run_train(layout, "SYN001", s.replace(learning_rate=0.01, hidden_size=6),
+    arch = stages.run_train(layout, "SYN001", s.replace(learning_rate=0.01, hidden_size=6),
                               now=t0 + timedelta(days=9))
     assert arch["init"] == "cold" and "hidden_size" in arch["init_reason"]
 
@@ -254,7 +254,7 @@ def test_warm_start_skip_and_cold_reasons(demo4: Path, tmp_path: Path) -> None:
         raw / "SYN001.csv", index=False)
     s2 = s.replace(learning_rate=0.01, hidden_size=6)
     _data(layout, "SYN001", s2)
-    schema = pipeline.run_train(layout, "SYN001", s2, now=t0 + timedelta(days=9))
+    schema = stages.run_train(layout, "SYN001", s2, now=t0 + timedelta(days=9))
     assert schema["init"] == "cold" and "feature schema changed" in schema["init_reason"]
 
 
@@ -279,10 +279,10 @@ def test_model_step_training_together_resumes_after_a_kill(
         demo4: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """run_train_many killed mid-training keeps its group's checkpoint in the warehouse; the
     rerun resumes after the last saved epoch, saves the models and removes the checkpoint."""
-    from lstm_assets.core import train_many
+    from lstm_assets.core import train
 
-    monkeypatch.setattr(train_many, "CHECKPOINT_EVERY_S", 0.0)  # save after every epoch
-    layout = pipeline.Layout.from_dirs(demo4, tmp_path / "wh", tmp_path / "demo_truth")
+    monkeypatch.setattr(train, "CHECKPOINT_EVERY_S", 0.0)  # save after every epoch
+    layout = stages.Layout.from_dirs(demo4, tmp_path / "wh", tmp_path / "demo_truth")
     s = Settings(**TINY_CFG).replace(max_epochs=4, early_stop_patience=10, stack_symbols=3)
     syms = ["SYN001", "SYN002", "SYN003"]
     for sym in syms:
@@ -296,12 +296,12 @@ def test_model_step_training_together_resumes_after_a_kill(
             raise Killed
 
     with pytest.raises(Killed):
-        pipeline.run_train_many(layout, syms, s, on_epoch=kill)
+        stages.run_train_many(layout, syms, s, on_epoch=kill)
     ckdir = layout.warehouse.base / "checkpoints"
     assert [p.name.startswith("group-") for p in ckdir.iterdir()] == [True]
     assert not any(layout.warehouse.model(sym).exists() for sym in syms)
     epochs: list[float] = []
-    done = pipeline.run_train_many(layout, syms, s, on_epoch=lambda r: epochs.append(r["epoch"]))
+    done = stages.run_train_many(layout, syms, s, on_epoch=lambda r: epochs.append(r["epoch"]))
     assert epochs == [3.0, 4.0]
     assert {m["epochs_run"] for m in done.values()} == {4}
     assert all(layout.warehouse.model(sym).exists() for sym in syms)
@@ -313,29 +313,29 @@ def test_warm_start_and_skip_when_symbols_train_together(demo4: Path, tmp_path: 
     raw = _copy_raw(demo4, tmp_path)
     full = pd.read_csv(demo4 / "SYN001.csv")
     full.iloc[:-40].to_csv(raw / "SYN001.csv", index=False)
-    layout = pipeline.Layout.from_dirs(raw, tmp_path / "wh", tmp_path / "demo_truth")
+    layout = stages.Layout.from_dirs(raw, tmp_path / "wh", tmp_path / "demo_truth")
     s = Settings(**TINY_CFG).replace(max_epochs=4, warm_epochs=2, stack_symbols=3)
     syms = ["SYN001", "SYN002", "SYN003"]
     for sym in syms:
         _data(layout, sym, s)
     t0 = datetime(2026, 3, 1, 2, tzinfo=UTC)
-    assert pipeline.stacks_symbols(s, 3) and not pipeline.stacks_symbols(s, 1)
-    assert not pipeline.stacks_symbols(s.replace(stack_symbols=0), 3)  # auto: not on a CPU
+    assert stages.stacks_symbols(s, 3) and not stages.stacks_symbols(s, 1)
+    assert not stages.stacks_symbols(s.replace(stack_symbols=0), 3)  # auto: not on a CPU
 
-    first = pipeline.run_train_many(layout, syms, s, now=t0)
+    first = stages.run_train_many(layout, syms, s, now=t0)
     assert {m["init"] for m in first.values()} == {"cold"}
     assert {m["trained_together"] for m in first.values()} == {3}
     for sym in syms:  # each model saved with its config, and it evaluates
         assert read_model_config(layout.warehouse.model(sym))["retrain"]["init"] == "cold"
-        assert pipeline.run_evaluate(layout, sym, s)["model"]["accuracy"] > 0
+        assert stages.run_evaluate(layout, sym, s)["model"]["accuracy"] > 0
 
-    again = pipeline.run_train_many(layout, syms, s, now=t0 + timedelta(hours=1))
+    again = stages.run_train_many(layout, syms, s, now=t0 + timedelta(hours=1))
     assert {m["init"] for m in again.values()} == {"skipped"}
 
     full.to_csv(raw / "SYN001.csv", index=False)  # one new day (40 here) for SYN001 only
     _data(layout, "SYN001", s)
     layout.warehouse.sequences("SYN003").unlink()  # and SYN003's input is gone
-    nxt = pipeline.run_train_many(layout, syms, s, now=t0 + timedelta(days=1))
+    nxt = stages.run_train_many(layout, syms, s, now=t0 + timedelta(days=1))
     assert nxt["SYN001"]["init"] == "warm" and nxt["SYN001"]["epochs_run"] <= s.warm_epochs
     assert nxt["SYN002"]["init"] == "skipped"
     assert isinstance(nxt["SYN003"], Exception) and "sequence_tensors" in str(nxt["SYN003"])
@@ -459,10 +459,10 @@ def test_blocking_quality_check_stops_the_symbol(demo4: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     raw = _copy_raw(demo4, tmp_path)
 
-    def bad_check(layout: pipeline.Layout, sym: str, s: Settings) -> dict[str, object]:
+    def bad_check(layout: stages.Layout, sym: str, s: Settings) -> dict[str, object]:
         return {"passed": False, "description": f"{sym}: 3 NaN cells", "metadata": {"nan": 3}}
 
-    monkeypatch.setattr(pipeline, "check_clean_frame", bad_check)
+    monkeypatch.setattr(stages, "check_clean_frame", bad_check)
     with dg.instance_for_test() as instance:
         sync_partitions(instance, ["SYN001"])
         r = dg.materialize([assets.symbol_data, assets.symbol_model], instance=instance,
@@ -480,19 +480,19 @@ def test_blocking_quality_check_stops_the_symbol(demo4: Path, tmp_path: Path,
 
 def test_quality_checks_on_real_artifacts(demo4: Path, tmp_path: Path) -> None:
     raw = _copy_raw(demo4, tmp_path)
-    layout = pipeline.Layout.from_dirs(raw, tmp_path / "wh")
+    layout = stages.Layout.from_dirs(raw, tmp_path / "wh")
     s = Settings(**TINY_CFG)
-    meta = pipeline.run_raw(layout, "SYN001")
+    meta = stages.run_raw(layout, "SYN001")
     _data(layout, "SYN001", s)
-    fresh = pipeline.check_raw_freshness(meta, s, now=datetime(2026, 1, 2, tzinfo=UTC))
+    fresh = stages.check_raw_freshness(meta, s, now=datetime(2026, 1, 2, tzinfo=UTC))
     assert fresh["passed"] and fresh["metadata"]["data_age_days"] == 2  # demo data ends 12-31
-    assert not pipeline.check_raw_freshness(meta, s, now=datetime(2026, 2, 1, tzinfo=UTC))[
+    assert not stages.check_raw_freshness(meta, s, now=datetime(2026, 2, 1, tzinfo=UTC))[
         "passed"]
-    clean = pipeline.check_clean_frame(layout, "SYN001", s)
+    clean = stages.check_clean_frame(layout, "SYN001", s)
     assert clean["passed"], clean
-    seq = pipeline.check_sequences(layout, "SYN001")
+    seq = stages.check_sequences(layout, "SYN001")
     assert seq["passed"] and set(seq["metadata"]["class_balance"]) == {"train", "val", "test"}
-    too_long = pipeline.check_clean_frame(layout, "SYN001", s.replace(lookback=5000))
+    too_long = stages.check_clean_frame(layout, "SYN001", s.replace(lookback=5000))
     assert not too_long["passed"] and "rows" in too_long["description"]
 
 

@@ -21,9 +21,9 @@ import torch
 from lstm_assets.core import storage
 from lstm_assets.core.demo import DemoSpec, generate
 from lstm_assets.core.model import LoadedModel
-from lstm_assets.core.pipeline import Layout, reload_and_predict, run_leaderboard
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES
+from lstm_assets.core.stages import Layout, reload_and_predict, run_leaderboard
 from lstm_assets.defs.resources import PathsResource
 from lstm_assets_tests.services import moto_server
 

@@ -22,8 +22,8 @@ from safetensors.torch import load_file
 
 from lstm_assets.core.demo import DemoSpec, generate
 from lstm_assets.core.model import LoadedModel
-from lstm_assets.core.pipeline import Layout, run_clean, run_sequences, run_train
 from lstm_assets.core.settings import Settings
+from lstm_assets.core.stages import Layout, run_clean, run_sequences, run_train
 
 SYM = "SYN001"
 BASE = dict(lookback=10, hidden_size=16, num_layers=1, batch_size=64, device="cpu",
@@ -33,7 +33,7 @@ OLD = Settings(**BASE, max_epochs=1, seed=1)
 
 CHILD = textwrap.dedent("""
     import json, sys, time
-    from lstm_assets.core.pipeline import Layout, run_clean, run_sequences, run_train
+    from lstm_assets.core.stages import Layout, run_clean, run_sequences, run_train
     from lstm_assets.core.settings import Settings
     raw, wh, sym, cfg = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
     layout, s = Layout.from_dirs(raw, wh), Settings(**cfg)
@@ -52,8 +52,9 @@ def _chain(layout: Layout, s: Settings) -> dict:
 
 def _checkpoint_epoch(path: Path) -> int:
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    except (FileNotFoundError, RuntimeError, EOFError, KeyError):
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        return int(json.loads(ck["info"])["epoch"])  # the last finished epoch
+    except (FileNotFoundError, RuntimeError, EOFError, KeyError, ValueError):
         return -1
 
 

@@ -30,6 +30,9 @@ from lstm_assets.core.storage import local_file, write_bytes, write_json
 class LSTMClassifier(nn.Module):
     """Stacked LSTM over a window; the last step's hidden state -> dropout -> linear -> logits."""
 
+    input_weight_key = "lstm.weight_ih_l0"
+    """The first layer's input weights (gates x hidden, features): the group lasso's target."""
+
     def __init__(self, n_features: int, hidden_size: int = 128, num_layers: int = 2,
                  dropout: float = 0.2, n_classes: int = len(CLASSES)) -> None:
         super().__init__()

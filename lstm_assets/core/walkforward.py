@@ -17,11 +17,11 @@ from sklearn.preprocessing import StandardScaler
 
 from lstm_assets.core.clean import feature_columns
 from lstm_assets.core.evaluate import classification_metrics
-from lstm_assets.core.model import predict_proba
+from lstm_assets.core.model import LSTMClassifier, predict_proba
 from lstm_assets.core.sequences import CLIP, SequenceSet
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.splits import MIN_SPLIT_SAMPLES, Bounds
-from lstm_assets.core.train import LSTMClassifier, fit
+from lstm_assets.core.train import fit
 
 
 def fold_bounds(n_rows: int, settings: Settings, folds: int) -> list[Bounds]:
