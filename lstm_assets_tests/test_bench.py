@@ -14,18 +14,15 @@ import pandas as pd
 import pytest
 import torch
 
-from lstm_assets.core.bench import (
-    REQUIRED_KEYS,
-    BenchSize,
-    _run_probe,
-    lstm_flops_per_sequence,
-    run_bench,
-)
-from lstm_assets.core.pipeline import Layout, run_clean
+from lstm_assets.bench.config import REQUIRED_KEYS, SECTIONS, BenchSize
+from lstm_assets.bench.data_stages import bare_read_scale_seconds
+from lstm_assets.bench.memory import run_probe
+from lstm_assets.bench.runner import SECTION_FUNCTIONS, run_bench
+from lstm_assets.bench.yardsticks import lstm_flops_per_sequence
 from lstm_assets.core.sequences import build_sequences
 from lstm_assets.core.settings import Settings
-from lstm_assets.core.train import fit
-from lstm_assets.core.train_many import fit_many
+from lstm_assets.core.stages import Layout, run_clean
+from lstm_assets.core.train import fit, fit_many
 
 
 def test_bench_tiny_writes_every_key(tmp_path: Path) -> None:
@@ -44,8 +41,38 @@ def test_bench_tiny_writes_every_key(tmp_path: Path) -> None:
         if not key.startswith("gpu_"):
             assert data[key] is not None, key
     assert data["unchanged_symbol_train_seconds"] == 0.0  # unchanged inputs: no training
+    assert data["bare_read_scale_seconds"] > 0
+    assert data["data_stages_vs_bare_read"] == pytest.approx(
+        data["data_stages_seconds"] / data["bare_read_scale_seconds"])
+    assert any(r["target"] == "<= 3.2x" for r in data["table"])
     assert data["meta"]["dagster_imported"] is False or "dagster" in sys.modules
     assert result["table"] and data["table"]
+
+
+def test_bench_runs_every_section_by_name() -> None:
+    assert tuple(SECTION_FUNCTIONS) == SECTIONS
+
+
+def test_bare_read_scale_reads_every_demo_file(demo_raw: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bare baseline reads each raw file once (defective ones too: a column with junk text
+    is read as text and left out, not a failed read) and scales a float32 matrix of it."""
+    from lstm_assets.bench import data_stages
+
+    shapes: list[tuple[int, ...]] = []
+    scale = data_stages._scale
+
+    def spy(X: np.ndarray) -> np.ndarray:
+        out = scale(X)
+        assert out.dtype == np.float32 and out.shape == X.shape
+        shapes.append(X.shape)
+        return out
+
+    monkeypatch.setattr(data_stages, "_scale", spy)
+    paths = sorted(demo_raw.glob("*.csv"))
+    assert bare_read_scale_seconds(paths) > 0
+    assert len(shapes) == len(paths) == 3
+    assert all(rows > 900 and cols > 50 for rows, cols in shapes)
 
 
 def test_memory_probe_both_loops(demo_raw: Path, tmp_path: Path) -> None:
@@ -56,8 +83,8 @@ def test_memory_probe_both_loops(demo_raw: Path, tmp_path: Path) -> None:
     sym = layout.symbols()[0]
     run_clean(layout, sym, s)
     clean = layout.warehouse.clean_frame(sym)
-    project = _run_probe(clean, s, 1, "project")
-    reference = _run_probe(clean, s, 1, "reference")
+    project = run_probe(clean, s, 1, "project")
+    reference = run_probe(clean, s, 1, "reference")
     for p in (project, reference):
         assert p["matrix_bytes"] > 0 and p["train_peak_growth"] > 0
         assert 0 <= p["train_file_growth"] <= p["train_peak_growth"] or not p["peak_resettable"]
@@ -140,11 +167,11 @@ def test_stacked_model_fused_cell_path_matches_unfused(monkeypatch: pytest.Monke
     """The fused-cell path (the default on CUDA) gives the unfused path's logits and gradients:
     shapes, views and dtypes handed to the fused op are right. The op itself is CUDA-only; the
     GPU script checks the real kernel against the unfused path."""
-    from lstm_assets.core import train_many
+    from lstm_assets.core import stacked
     from lstm_assets.core.model import LSTMClassifier
-    from lstm_assets.core.train_many import StackedLSTMClassifier
+    from lstm_assets.core.stacked import StackedLSTMClassifier
 
-    monkeypatch.setattr(train_many, "_FUSED_LSTM_CELL", _reference_fused_cell)
+    monkeypatch.setattr(stacked, "_FUSED_LSTM_CELL", _reference_fused_cell)
     states = []
     for seed in (1, 2, 3):
         torch.manual_seed(seed)
@@ -168,18 +195,18 @@ def test_fit_trains_in_fp32_where_bf16_lstm_is_unsupported(
         demo_raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A GPU whose cuDNN has no bf16 RNN (before 9.13) must train in fp32, not fail: with the
     probe saying "unsupported", autocast=True gives exactly the fp32 weights."""
-    from lstm_assets.core import train
+    from lstm_assets.core import trainees
 
     s = Settings(lookback=10, hidden_size=8, num_layers=1, dropout=0.0, max_epochs=2,
                  device="cpu", num_threads=1)
     seq = _three_symbols(demo_raw, tmp_path, s)[0]
-    monkeypatch.setitem(train._BF16_LSTM, "cpu", False)
+    monkeypatch.setitem(trainees._BF16_LSTM, "cpu", False)
     fell_back = fit(seq, s, autocast=True)
     plain = fit(seq, s, autocast=False)
     assert fell_back.precision == plain.precision == "fp32"
     for k in plain.state:
         assert torch.equal(fell_back.state[k], plain.state[k]), k
-    monkeypatch.setitem(train._BF16_LSTM, "cpu", True)
+    monkeypatch.setitem(trainees._BF16_LSTM, "cpu", True)
     assert fit(seq, s, autocast=True, max_epochs=1).precision == "bf16-autocast"
 
 
@@ -192,14 +219,14 @@ def test_bench_flops_per_sequence(feats: int, hidden: int, layers: int, lookback
 
 
 def test_gpu_bench_script_dry_run(tmp_path: Path) -> None:
-    """The GPU script's Python part (``core.bench_gpu``, what ``scripts/gpu_bench.sh`` runs) on
+    """The GPU script's Python part (``bench.gpu``, what ``scripts/gpu_bench.sh`` runs) on
     CPU, tiny, in a fresh process: every step runs without error, nothing imports dagster, and
     the JSON and table are written, so a lent GPU's short lease is not spent on a broken script."""
     import subprocess
 
     out = tmp_path / "out"
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "lstm_assets.core.bench_gpu", "--dry-run",
+    proc = subprocess.run([sys.executable, "-m", "lstm_assets.bench.gpu", "--dry-run",
                            "--out", str(out), "--workdir", str(tmp_path / "work"),
                            "--workers", "1", "--plain"],
                           cwd=root, capture_output=True, text=True, timeout=300, check=False)

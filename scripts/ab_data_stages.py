@@ -4,9 +4,11 @@
     python scripts/ab_data_stages.py /tmp/before . RAW_DIR [--rounds 4]
 
 Each run is a fresh process that imports ``lstm_assets`` from its tree and calls that tree's
-``core.bench.run_stages`` (raw -> clean -> sequences per symbol, as a range run does) into a
-fresh warehouse. The two trees alternate and swap order each round, so both see about the
-same load; the paired per-round ratios are the figure to quote on a shared machine.
+``bench.data_stages.time_data_stages`` (raw -> clean -> sequences per symbol, as a range run
+does) into a fresh warehouse; in a tree without the ``lstm_assets.bench`` package, the same
+function of its ``core.bench`` module (``run_stages``). The two trees alternate and swap order
+each round, so both see about the same load; the paired per-round ratios are the figure to
+quote on a shared machine.
 """
 
 from __future__ import annotations
@@ -27,11 +29,19 @@ sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 import lstm_assets
 assert lstm_assets.__file__.startswith(sys.argv[1]), lstm_assets.__file__
-from lstm_assets.core import bench
 from lstm_assets.core.settings import Settings
-layout = bench._layout(Path(sys.argv[2]), Path(sys.argv[3]))
-rows = bench.run_stages(layout, layout.symbols(), Settings(device="cpu", num_threads=1))
-tot = bench._stage_totals(rows)
+try:
+    from lstm_assets.bench.data_stages import stage_totals, time_data_stages
+    from lstm_assets.bench.demo import demo_layout
+except ModuleNotFoundError as e:  # a tree whose benchmark is the module core.bench
+    if e.name != "lstm_assets.bench":
+        raise
+    from lstm_assets.core import bench
+    demo_layout, time_data_stages = bench._layout, bench.run_stages
+    stage_totals = bench._stage_totals
+layout = demo_layout(Path(sys.argv[2]), Path(sys.argv[3]))
+rows = time_data_stages(layout, layout.symbols(), Settings(device="cpu", num_threads=1))
+tot = stage_totals(rows)
 tot["failed"] = [r["symbol"] for r in rows if not r["ok"]]
 print("RESULT " + json.dumps(tot))
 """

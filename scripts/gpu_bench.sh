@@ -7,7 +7,7 @@
 #   LSTM_BENCH_DRY_RUN=1 OUT=/tmp/g bash scripts/gpu_bench.sh   # tiny, on CPU: checks the script
 #
 # Writes $OUT/gpu_bench.md (the table), $OUT/gpu_bench.json (every figure) and
-# $OUT/gpu_bench.log. Extra arguments go to `python -m lstm_assets.core.bench_gpu`
+# $OUT/gpu_bench.log. Extra arguments go to `python -m lstm_assets.bench.gpu`
 # (--symbols N, --years Y, --group-size G, --workers W, --skip "step,step", --plain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,12 +27,12 @@ if [ "${LSTM_BENCH_DRY_RUN:-0}" = "1" ]; then args+=(--dry-run); fi
   "$PY" - <<'PY'
 import sys
 import torch, numpy, pandas, sklearn, pyarrow  # noqa: F401  (what the core needs)
-import lstm_assets.core.bench_gpu  # noqa: F401
+import lstm_assets.bench.gpu  # noqa: F401
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda",
       torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
 assert "dagster" not in sys.modules, "dagster was imported on the GPU bench path"
 PY
 } 2>&1 | tee "$OUT/gpu_bench.log"
 
-"$PY" -m lstm_assets.core.bench_gpu "${args[@]}" "$@" 2>&1 | tee -a "$OUT/gpu_bench.log"
+"$PY" -m lstm_assets.bench.gpu "${args[@]}" "$@" 2>&1 | tee -a "$OUT/gpu_bench.log"
 exit "${PIPESTATUS[0]}"

@@ -2,7 +2,7 @@
 
     python scripts/memory_vs_batch.py [--batches 1,4,16,64] [--eval-slices 64,8] [--years 20]
 
-For each batch size (and CPU validation slice, ``train.EVAL_SLICE_CPU``): the training stage's
+For each batch size (and CPU validation slice, ``trainees.EVAL_SLICE_CPU``): the training stage's
 peak RSS growth from the bench's memory probe (a fresh process, same warm-up and accounting as
 ``lstm-assets bench --sections memory``) as (growth - model/optimizer state) / matrix, the
 figure the performance issue asks to keep <= 2x; and the training throughput of one epoch of
@@ -29,7 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from lstm_assets.core import bench, pipeline
+    from lstm_assets.bench.demo import demo_layout, make_demo
+    from lstm_assets.bench.memory import run_probe
+    from lstm_assets.core import stages
     from lstm_assets.core.sequences import SequenceSet
     from lstm_assets.core.settings import Settings
     from lstm_assets.core.train import fit
@@ -37,11 +39,11 @@ def main() -> None:
     torch.set_num_threads(1)
     base = Settings(device="cpu", num_threads=1)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = bench.make_demo(Path(tmp), 1, args.years, seed=11, defect_share=0.0)
-        layout = bench._layout(raw, Path(tmp) / "wh")
+        raw = make_demo(Path(tmp), 1, args.years, seed=11, defect_share=0.0)
+        layout = demo_layout(raw, Path(tmp) / "wh")
         sym = layout.symbols()[0]
-        pipeline.run_clean(layout, sym, base)
-        pipeline.run_sequences(layout, sym, base)
+        stages.run_clean(layout, sym, base)
+        stages.run_sequences(layout, sym, base)
         clean = layout.warehouse.clean_frame(sym)
         seq = SequenceSet.load(layout.warehouse.sequences(sym))
         batches = [int(b) for b in args.batches.split(",")]
@@ -60,7 +62,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for b in batches:
             for e in slices:
-                p = bench._run_probe(clean, base.replace(batch_size=b), 1, "project", eval_slice=e)
+                p = run_probe(clean, base.replace(batch_size=b), 1, "project", eval_slice=e)
                 r = (p["train_peak_growth"] - p["model_optimizer_bytes"]) / p["matrix_bytes"]
                 print(f"| {b} | {e} | {p['train_peak_growth'] / 1e6:.1f} MB | {r:.1f}x | "
                       f"{speed[b]:,.0f} | {speed[b] / ref:.2f} |", flush=True)

@@ -4,7 +4,7 @@ All windows are materialized as one 3-D tensor, wrapped in ``TensorDataset`` and
 ``DataLoader(batch_size=64, shuffle=True)``; the loss is read with ``.item()`` after every batch.
 Same model class, loss (class-weighted cross entropy), optimizer, LR schedule, clipping and seed as
 :func:`lstm_assets.core.train.fit`, so the benchmark compares loops, not models.
-Used only by the benchmark (``lstm_assets.core.bench``); never by the pipeline.
+Used only by the benchmark (:mod:`lstm_assets.bench`); never by the pipeline.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from lstm_assets.core.model import LSTMClassifier
 from lstm_assets.core.sequences import SequenceSet, window_view
 from lstm_assets.core.settings import CLASSES, Settings
-from lstm_assets.core.train import class_weights, pick_device
+from lstm_assets.core.train import pick_device
+from lstm_assets.core.trainees import class_weights
 
 
 @dataclass

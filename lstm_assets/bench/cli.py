@@ -1,7 +1,8 @@
-"""``lstm-assets bench``: the performance benchmark (see ``lstm_assets.core.bench``).
+"""``lstm-assets bench``: the performance benchmark (see :mod:`lstm_assets.bench`).
 
 Wired into ``lstm_assets.cli`` with :func:`register`; also runnable on its own:
-``python -m lstm_assets.bench_cli [--quick] [--json PATH]``. Imports no dagster.
+``python -m lstm_assets.bench.cli [--quick | --tiny] [--json PATH]``. Imports no dagster, and
+no torch until the command runs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
+
+from lstm_assets.bench.config import SECTIONS, BenchSize
 
 
 def register(subparsers: Any) -> None:
@@ -24,10 +27,13 @@ def register(subparsers: Any) -> None:
 
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
-    from lstm_assets.core.bench import SECTIONS
-
-    b.add_argument("--quick", action="store_true",
-                   help="a small version (under two minutes on a 2-core CPU)")
+    """The ``bench`` options, on ``b``."""
+    size = b.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="a small version (under two minutes on a 2-core CPU)")
+    size.add_argument("--tiny", action="store_true",
+                      help="a tiny model on a few short symbols: checks that every section "
+                           "runs (well under a minute); its figures mean nothing")
     b.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="also write every figure as JSON here")
     b.add_argument("--markdown", type=Path, default=None, metavar="PATH",
@@ -46,18 +52,31 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                    help="keep the demo data and artifacts here (default: a temp folder, removed)")
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from lstm_assets.core.bench import SECTIONS, BenchSize, format_table, run_bench
-
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+def _sections(arg: str) -> list[str]:
+    sections = [s.strip() for s in arg.split(",") if s.strip()]
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise SystemExit(f"unknown section(s) {unknown}; known: {', '.join(SECTIONS)}")
-    size = BenchSize.quick() if args.quick else BenchSize.full()
-    overrides = {"num_threads": args.threads, **_parse_set(args.set)}
-    size = dataclasses.replace(size, settings=size.settings.replace(**overrides))
-    result = run_bench(size, json_path=args.json, workdir=args.workdir, sections=sections,
-                       workers=args.workers)
+    return sections
+
+
+def _size(args: argparse.Namespace) -> BenchSize:
+    """The size the flags ask for, its settings with ``--threads`` and ``--set`` put in."""
+    from lstm_assets.core.settings import parse_overrides
+
+    size = BenchSize.named("quick" if args.quick else "tiny" if args.tiny else "full")
+    overrides = {"num_threads": args.threads, **parse_overrides(args.set)}
+    return dataclasses.replace(size, settings=size.settings.replace(**overrides))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark; print the table (and write the JSON and Markdown files asked for)."""
+    from lstm_assets.bench.report import format_table
+    from lstm_assets.bench.runner import run_bench
+
+    sections = _sections(args.sections)
+    result = run_bench(_size(args), json_path=args.json, workdir=args.workdir,
+                       sections=sections, workers=args.workers)
     table = format_table(result)
     print(table)
     if args.markdown:
@@ -65,21 +84,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(f"JSON: {args.json}")
     return 0
-
-
-def _parse_set(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs -> typed overrides of :class:`~lstm_assets.core.settings.Settings`."""
-    from lstm_assets.core.settings import Settings
-
-    defaults = Settings()
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, _, val = pair.partition("=")
-        if key not in Settings.__dataclass_fields__:
-            raise SystemExit(f"unknown setting {key!r}")
-        kind = type(getattr(defaults, key))
-        out[key] = (val.lower() in ("1", "true", "yes")) if kind is bool else kind(val)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
