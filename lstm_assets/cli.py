@@ -1,4 +1,9 @@
-"""``lstm-assets`` command line: demo data, the main job, the UI, the demo honesty check."""
+"""``lstm-assets`` command line: demo data, the main job, the UI, the demo honesty check.
+
+Folder defaults come from the environment (``LSTM_RAW_DIR``, ``LSTM_WAREHOUSE_DIR``,
+``LSTM_TRUTH_DIR``) through :class:`lstm_assets.core.config.ProjectConfig`, where every variable
+is listed; a bad value of any of them stops the command with a message naming it.
+"""
 
 from __future__ import annotations
 
@@ -10,22 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lstm_assets.core.settings import Settings
+from lstm_assets.core.config import RAW_DIR, ConfigError, ProjectConfig, export_env
+from lstm_assets.core.settings import Settings, parse_overrides
 
 DEFAULT_RUN_SYMBOLS = 8
-
-
-def _parse_set(pairs: list[str]) -> dict[str, Any]:
-    """``--set max_epochs=5 --set device=cpu`` -> typed overrides of :class:`Settings`."""
-    fields = Settings.__dataclass_fields__
-    out: dict[str, Any] = {}
-    for p in pairs:
-        key, _, val = p.partition("=")
-        if key not in fields:
-            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(fields)}")
-        kind = type(getattr(Settings(), key))
-        out[key] = (val.lower() in ("1", "true", "yes")) if kind is bool else kind(val)
-    return out
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -52,8 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     home = ensure_dagster_home()
     raw = Path(args.raw_dir)
-    os.environ["LSTM_RAW_DIR"] = str(raw)
-    os.environ["LSTM_WAREHOUSE_DIR"] = str(args.warehouse_dir)
+    export_env({"LSTM_RAW_DIR": str(raw), "LSTM_WAREHOUSE_DIR": str(args.warehouse_dir)})
     if not raw.exists() or not any(raw.iterdir()):
         print(f"{raw} has no raw files: writing {args.demo_symbols} demo symbols "
               f"({args.demo_years} years, signal mode)")
@@ -63,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import dagster as dg
 
-    from lstm_assets.core.pipeline import stacks_symbols
+    from lstm_assets.core.stages import stacks_symbols
     from lstm_assets.definitions import defs
     from lstm_assets.defs.resources import settings_from_env
     from lstm_assets.instance import prepare_instance, sync_partitions
@@ -73,9 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                          for s in args.symbols.split(",")]
     # settings and folders go in the run config: the definitions may have been imported (and
     # their resources built from the environment) before this command set LSTM_RAW_DIR
-    settings = Settings(**{**settings_from_env().to_core().as_dict(), **_parse_set(args.set)})
+    settings = Settings(**{**settings_from_env().to_core().as_dict(), **parse_overrides(args.set)})
     paths = {"raw_dir": str(raw), "warehouse_dir": str(args.warehouse_dir),
-             "truth_dir": os.environ.get("LSTM_TRUTH_DIR", "data/demo_truth")}
+             "truth_dir": ProjectConfig.from_env().truth_dir}
     loggers = {"console": {"config": {"log_level": "WARNING"}}}
     run_config: dict[str, Any] = {"loggers": loggers, "resources": {
         "settings": {"config": settings.as_dict()}, "paths": {"config": paths}}}
@@ -192,12 +184,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from lstm_assets.core.ingest import list_raw_files
     from lstm_assets.instance import ensure_dagster_home, prepare_instance, sync_partitions
 
-    ensure_dagster_home()
+    home = ensure_dagster_home()
     with dg.DagsterInstance.get() as instance:
         prepare_instance(instance)
         sync_partitions(instance, sorted(list_raw_files(Path(args.raw_dir))))
     cmd = [sys.executable, "-m", "dagster", "dev", "-h", args.host, "-p", str(args.port)]
-    print(" ".join(cmd), f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    print(" ".join(cmd), f"(DAGSTER_HOME={home})")
     os.execv(sys.executable, cmd)
     return 0
 
@@ -207,9 +199,9 @@ def cmd_honesty(args: argparse.Namespace) -> int:
     import json
     import tempfile
 
-    from lstm_assets.core.honesty import check_demo, format_summary
+    from lstm_assets.core.stages.honesty import check_demo, format_summary
 
-    settings = Settings(**_parse_set(args.set))
+    settings = Settings(**parse_overrides(args.set))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="lstm-honesty-"))
     out = {}
     for mode in args.modes.split(","):
@@ -224,7 +216,15 @@ def cmd_honesty(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except ConfigError as e:  # a bad environment variable: its name and value, no traceback
+        raise SystemExit(f"lstm-assets: {e}") from None
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = ProjectConfig.from_env()
     p = argparse.ArgumentParser(prog="lstm-assets", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -234,14 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--mode", choices=["signal", "null"], default="signal")
     d.add_argument("--format", choices=["csv", "parquet"], default="csv")
-    d.add_argument("--out", default="data/raw")
+    d.add_argument("--out", default=RAW_DIR)
     d.set_defaults(func=cmd_demo_data)
 
     r = sub.add_parser("run", help="the main job: (demo data,) the chain, the leaderboard")
     r.add_argument("--symbols", default="all", help="comma-separated, or 'all' (default)")
-    r.add_argument("--raw-dir", default=os.environ.get("LSTM_RAW_DIR", "data/raw"))
-    r.add_argument("--warehouse-dir",
-                   default=os.environ.get("LSTM_WAREHOUSE_DIR", "data/warehouse"))
+    r.add_argument("--raw-dir", default=cfg.raw_dir)
+    r.add_argument("--warehouse-dir", default=cfg.warehouse_dir)
     r.add_argument("--demo-symbols", type=int, default=DEFAULT_RUN_SYMBOLS)
     r.add_argument("--demo-years", type=int, default=20)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -251,14 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     u = sub.add_parser("ui", help="start the Dagster UI on the project-local instance")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=3000)
-    u.add_argument("--raw-dir", default=os.environ.get("LSTM_RAW_DIR", "data/raw"))
+    u.add_argument("--raw-dir", default=cfg.raw_dir)
     u.set_defaults(func=cmd_ui)
 
     from lstm_assets.orchestration_cli import register as register_orchestration
 
     register_orchestration(sub)  # backfill, signals
 
-    from lstm_assets.bench_cli import register as register_bench
+    from lstm_assets.bench.cli import register as register_bench
 
     register_bench(sub)  # bench
 

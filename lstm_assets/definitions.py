@@ -3,6 +3,9 @@
 Runs use the in-process executor: a run's steps run one after another in the run's process
 instead of one spawned process per step (seconds each), and a backfill covers many symbols
 per run (see ``defs/assets.py``), so per-step parallelism would buy nothing here.
+
+Resources, executor and automation take their defaults from environment variables, all read and
+listed in ``lstm_assets/core/config.py``.
 """
 
 import dagster as dg

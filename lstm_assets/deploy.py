@@ -3,6 +3,10 @@
 The same code runs on a laptop, against a shared Postgres instance, on Celery workers or on
 Kubernetes; only the environment differs (see docs/deploy.md).
 
+The variables are read and checked by :class:`lstm_assets.core.config.ProjectConfig` (their
+defaults are listed there); each function here takes an optional ``env`` mapping in place of the
+process environment.
+
 ``LSTM_EXECUTOR``
     unset                     the code location's default (``executor_from_env(default=...)``).
     ``in_process``            every step in the run process.
@@ -30,7 +34,6 @@ Routing needs the training op to carry :func:`training_op_tags`: either pass
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +41,8 @@ from typing import Any
 
 import dagster as dg
 
+from lstm_assets.core.config import ProjectConfig
+from lstm_assets.core.config import parse_selector as parse_selector  # part of this interface
 from lstm_assets.core.storage import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,55 +57,40 @@ TRAINING_ASSET = "lstm_model"
 CELERY_QUEUE_TAG = "dagster-celery/queue"  # read by dagster_celery for each step
 K8S_CONFIG_TAG = "dagster-k8s/config"  # read by dagster_k8s for each step's Job/Pod
 GPU_RESOURCE = "nvidia.com/gpu"
-DEFAULT_GPU_NODE_SELECTOR = "nvidia.com/gpu.present=true"  # label set by NVIDIA's GPU operator
-EXECUTORS = ("multiprocess", "in_process", "celery", "k8s")
 
 Env = Mapping[str, str]
 
 
-def _env(env: Env | None) -> Env:
-    return os.environ if env is None else env
+def _config(env: Env | None) -> ProjectConfig:
+    return ProjectConfig.from_env(env)
 
 
 def gpu_queue(env: Env | None = None) -> str:
     """The Celery queue that training steps are sent to (workers on GPU machines consume it)."""
-    return _env(env).get("LSTM_CELERY_GPU_QUEUE", "gpu")
+    return _config(env).celery_gpu_queue
 
 
 def cpu_queue(env: Env | None = None) -> str:
     """The Celery queue for every other step (Celery's ``task_default_queue``)."""
-    return _env(env).get("LSTM_CELERY_CPU_QUEUE", "cpu")
-
-
-def parse_selector(text: str) -> dict[str, str]:
-    """``"a=1,b=2"`` -> ``{"a": "1", "b": "2"}`` (a Kubernetes node selector)."""
-    out: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"node selector item {part!r} is not key=value "
-                             "(set LSTM_K8S_GPU_NODE_SELECTOR like 'nvidia.com/gpu.present=true')")
-        out[key.strip()] = value.strip()
-    return out
+    return _config(env).celery_cpu_queue
 
 
 def gpu_k8s_config(env: Env | None = None) -> dict[str, Any]:
     """The ``dagster-k8s/config`` value for the training step: a GPU, a GPU node, its taint."""
-    e = _env(env)
-    gpus = str(int(e.get("LSTM_K8S_GPUS", "1")))
+    cfg = _config(env)
+    gpus = str(cfg.k8s_gpus)
     resources: dict[str, dict[str, str]] = {
         "requests": {GPU_RESOURCE: gpus}, "limits": {GPU_RESOURCE: gpus}}
-    for kind, var in (("cpu", "LSTM_K8S_GPU_STEP_CPU"), ("memory", "LSTM_K8S_GPU_STEP_MEMORY")):
-        if e.get(var):
-            resources["requests"][kind] = e[var]
+    for kind, value in (("cpu", cfg.k8s_gpu_step_cpu), ("memory", cfg.k8s_gpu_step_memory)):
+        if value:
+            resources["requests"][kind] = value
     container: dict[str, Any] = {"resources": resources}
-    if e.get("LSTM_K8S_GPU_IMAGE"):  # e.g. the CUDA build of the image, for this step only
-        container["image"] = e["LSTM_K8S_GPU_IMAGE"]
+    if cfg.k8s_gpu_image:  # e.g. the CUDA build of the image, for this step only
+        container["image"] = cfg.k8s_gpu_image
     return {
         "container_config": container,
         "pod_spec_config": {
-            "node_selector": parse_selector(
-                e.get("LSTM_K8S_GPU_NODE_SELECTOR", DEFAULT_GPU_NODE_SELECTOR)),
+            "node_selector": dict(cfg.k8s_gpu_node_selector),
             # GPU node pools are usually tainted so that only GPU pods land there
             "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
         },
@@ -161,8 +151,7 @@ def route_training(assets: Sequence[dg.AssetsDefinition],
 
 def celery_config(env: Env | None = None) -> dict[str, Any]:
     """dagster-celery executor config: broker/backend from the environment, queue ``cpu``."""
-    e = _env(env)
-    if not e.get("LSTM_CELERY_BROKER"):
+    if not _config(env).celery_broker:
         raise ValueError("LSTM_EXECUTOR=celery needs LSTM_CELERY_BROKER "
                          "(e.g. redis://redis-host:6379/0); see docs/deploy.md")
     return {
@@ -180,29 +169,23 @@ def celery_config(env: Env | None = None) -> dict[str, Any]:
 
 def k8s_config(env: Env | None = None) -> dict[str, Any]:
     """k8s_job_executor config: namespace, image (when not taken from the code location), CPU."""
-    e = _env(env)
+    c = _config(env)
     cfg: dict[str, Any] = {
-        "job_namespace": e.get("LSTM_K8S_NAMESPACE", "dagster"),
-        "max_concurrent": int(e.get("LSTM_K8S_MAX_CONCURRENT", "8")),
+        "job_namespace": c.k8s_namespace,
+        "max_concurrent": c.k8s_max_concurrent,
         "step_k8s_config": {"container_config": {"resources": {"requests": {
-            "cpu": e.get("LSTM_K8S_STEP_CPU", "1"),
-            "memory": e.get("LSTM_K8S_STEP_MEMORY", "2Gi")}}}},
-        "env_secrets": [s for s in e.get("LSTM_K8S_ENV_SECRETS", "").split(",") if s],
-        "env_config_maps": [c for c in e.get("LSTM_K8S_ENV_CONFIG_MAPS", "").split(",") if c],
+            "cpu": c.k8s_step_cpu, "memory": c.k8s_step_memory}}}},
+        "env_secrets": list(c.k8s_env_secrets),
+        "env_config_maps": list(c.k8s_env_config_maps),
     }
-    if e.get("LSTM_K8S_IMAGE"):
-        cfg["job_image"] = e["LSTM_K8S_IMAGE"]
+    if c.k8s_image:
+        cfg["job_image"] = c.k8s_image
     return cfg
 
 
 def executor_name(env: Env | None = None) -> str | None:
-    """``LSTM_EXECUTOR`` checked against :data:`EXECUTORS` (None when unset)."""
-    name = _env(env).get("LSTM_EXECUTOR", "").strip().lower()
-    if not name:
-        return None
-    if name not in EXECUTORS:
-        raise ValueError(f"LSTM_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
-    return name
+    """``LSTM_EXECUTOR``, one of ``core.config.EXECUTORS`` (None when unset)."""
+    return _config(env).executor
 
 
 def executor_from_env(env: Env | None = None,
@@ -230,12 +213,7 @@ def executor_from_env(env: Env | None = None,
 
 def instance_variant(env: Env | None = None) -> str:
     """``LSTM_INSTANCE``, else ``postgres`` when ``DAGSTER_PG_HOST`` is set, else ``local``."""
-    e = _env(env)
-    name = (e.get("LSTM_INSTANCE") or ("postgres" if e.get("DAGSTER_PG_HOST") else "local"))
-    name = name.strip().lower()
-    if name not in INSTANCE_VARIANTS:
-        raise ValueError(f"LSTM_INSTANCE={name!r} is not one of {', '.join(INSTANCE_VARIANTS)}")
-    return name
+    return _config(env).instance
 
 
 def instance_template(env: Env | None = None) -> Path:

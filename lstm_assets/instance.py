@@ -6,6 +6,7 @@ this machine. The ``gpu`` pool gets its limit (``LSTM_GPU_POOL_LIMIT``, default 
 no one sets it by hand: the template's ``pools.default_limit: 1`` (any pool without an explicit
 limit), :func:`prepare_instance` (``lstm-assets run|ui|backfill``), and the new-file sensor,
 which calls :func:`ensure_gpu_pool` on every tick (so a hand-started ``dagster dev`` gets it too).
+The variables are read by :class:`lstm_assets.core.config.ProjectConfig`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from lstm_assets import deploy
+from lstm_assets.core.config import DAGSTER_HOME_DIR, ProjectConfig, export_env
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "dagster_home_template" / "dagster.yaml"
 GPU_POOL = "gpu"
@@ -28,9 +30,9 @@ def machine_run_limit() -> int:
     Training is serialized by the ``gpu`` pool anyway; the other steps are light, so one run per
     core keeps the cores busy without oversubscribing them (``LSTM_MAX_CONCURRENT_RUNS`` wins).
     """
-    env = os.environ.get("LSTM_MAX_CONCURRENT_RUNS")
-    if env:
-        return max(1, int(env))
+    wanted = ProjectConfig.from_env().max_concurrent_runs
+    if wanted is not None:
+        return wanted
     return max(1, min(8, os.cpu_count() or 1))
 
 
@@ -40,11 +42,12 @@ def render_template(text: str, max_runs: int | None = None) -> str:
     return text.replace(RUNS_PLACEHOLDER, f"max_concurrent_runs: {runs}", 1)
 
 
-def ensure_dagster_home(default: str | Path = ".dagster_home") -> Path:
-    """Set DAGSTER_HOME (when unset) and give it the committed dagster.yaml template."""
-    home = Path(os.environ.get("DAGSTER_HOME") or Path(default).resolve())
+def ensure_dagster_home(default: str | Path = DAGSTER_HOME_DIR) -> Path:
+    """Set DAGSTER_HOME (when unset; exported for this process and its children) and give it the
+    committed dagster.yaml template."""
+    home = Path(ProjectConfig.from_env().dagster_home or Path(default).resolve())
     home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
+    export_env({"DAGSTER_HOME": str(home)})
     target = home / "dagster.yaml"
     if deploy.instance_variant() != "local":  # LSTM_INSTANCE=postgres or DAGSTER_PG_HOST set
         deploy.write_instance_yaml(home)
@@ -56,7 +59,8 @@ def ensure_dagster_home(default: str | Path = ".dagster_home") -> Path:
 
 
 def gpu_pool_limit() -> int:
-    return int(os.environ.get("LSTM_GPU_POOL_LIMIT", "1"))
+    """``LSTM_GPU_POOL_LIMIT``: steps at once in the ``gpu`` pool (default 1)."""
+    return ProjectConfig.from_env().gpu_pool_limit
 
 
 def ensure_gpu_pool(instance: dg.DagsterInstance) -> bool:

@@ -2,9 +2,9 @@
 
 ``backfill`` queues an *asset* backfill of the per-symbol chain on the project-local instance.
 The daemon runs it in range runs: one data run for all symbols, then model runs of up to
-``LSTM_MODEL_RUN_PARTITIONS`` symbols each; a bad symbol fails alone. The leaderboard and
-latest_signals follow by the automation sensor (or, with ``--wait``, in this process at the end:
-they need no daemon round trip, and they still run when some symbol failed).
+``LSTM_MODEL_RUN_PARTITIONS`` symbols each (see ``core/config.py``); a bad symbol fails alone.
+The leaderboard and latest_signals follow by the automation sensor (or, with ``--wait``, in this
+process at the end: they need no daemon round trip, and they still run when some symbol failed).
 (``dagster job backfill -j symbol_chain_job --all true --noprompt`` also works, but makes one
 run per symbol: minutes of launch overhead for 164 symbols.)
 
@@ -25,19 +25,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lstm_assets.core.config import ProjectConfig, child_env
+
 SUMMARY_ASSETS = ["leaderboard", "latest_signals"]
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``backfill`` and ``signals`` subcommands to ``lstm-assets``."""
+    """Add the ``backfill`` and ``signals`` subcommands to ``lstm-assets`` (folder defaults from
+    ``LSTM_RAW_DIR`` / ``LSTM_WAREHOUSE_DIR`` / ``LSTM_TRUTH_DIR``)."""
+    cfg = ProjectConfig.from_env()
     b = subparsers.add_parser(
         "backfill", help="queue a fast asset backfill of all (or some) symbols for the daemon")
     b.add_argument("--symbols", default="all", help="comma-separated, or 'all' (default)")
-    b.add_argument("--raw-dir", default=os.environ.get("LSTM_RAW_DIR", "data/raw"))
-    b.add_argument("--warehouse-dir",
-                   default=os.environ.get("LSTM_WAREHOUSE_DIR", "data/warehouse"))
-    b.add_argument("--truth-dir", default=os.environ.get("LSTM_TRUTH_DIR", "data/demo_truth"))
+    b.add_argument("--raw-dir", default=cfg.raw_dir)
+    b.add_argument("--warehouse-dir", default=cfg.warehouse_dir)
+    b.add_argument("--truth-dir", default=cfg.truth_dir)
     b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting for every run of the backfill, e.g. max_epochs=5")
     b.add_argument("--no-summary", action="store_true",
@@ -49,8 +52,7 @@ def register(subparsers: Any) -> None:
     b.set_defaults(func=cmd_backfill)
 
     s = subparsers.add_parser("signals", help="print next-day signals from the saved models")
-    s.add_argument("--warehouse-dir",
-                   default=os.environ.get("LSTM_WAREHOUSE_DIR", "data/warehouse"))
+    s.add_argument("--warehouse-dir", default=cfg.warehouse_dir)
     s.add_argument("--min-confidence", type=float, default=None)
     s.set_defaults(func=cmd_signals)
 
@@ -169,8 +171,8 @@ def wait_for_backfill(instance: Any, backfill_id: str, timeout: float,
 def cmd_backfill(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from lstm_assets.cli import _parse_set
     from lstm_assets.core.ingest import list_raw_files
+    from lstm_assets.core.settings import parse_overrides
     from lstm_assets.instance import ensure_dagster_home, prepare_instance, sync_partitions
 
     home = ensure_dagster_home()
@@ -185,7 +187,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if missing:
         print(f"no raw file for {missing} in {raw}")
         return 2
-    overrides = _parse_set(args.set)
+    overrides = parse_overrides(args.set)
     # folders and settings travel in the run config, so they hold whatever the daemon's env is
     run_config: dict[str, Any] = {"resources": {
         "paths": {"config": {"raw_dir": str(raw.resolve()),
@@ -206,7 +208,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             return 0
         try:
             if not daemon_running(instance):
-                env = {**os.environ, "DAGSTER_HOME": str(home), "LSTM_AUTOMATION": "off"}
+                env = child_env({"DAGSTER_HOME": str(home), "LSTM_AUTOMATION": "off"})
                 daemon = start_daemon(env, home / "backfill_daemon.log")
                 print(f"started dagster-daemon (pid {daemon.pid}, log "
                       f"{home / 'backfill_daemon.log'})")

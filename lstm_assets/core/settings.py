@@ -84,7 +84,7 @@ class Settings:
 
     stack_symbols: int = 0
     """How many symbols' models one step trains together (stacked weights and batched matmuls,
-    ``core.train_many``): 0 = auto (on a GPU as many as its free memory holds, on a CPU one at a
+    ``core.train.fit_many``): 0 = auto (on a GPU as many as its free memory holds, on a CPU one at a
     time), 1 = one at a time (per-symbol ``fit``), N > 1 = up to N together on any device. Both
     checkpoint (a symbol after every epoch, a group at most every minute) and resume after a
     kill. The models equal one-at-a-time training up to float rounding and dropout masks; on an
@@ -126,6 +126,27 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["max_epochs=5", "device=cpu"]`` (the CLI's ``--set KEY=VALUE``) -> typed overrides of
+    :class:`Settings`; an unknown key or a value of the wrong type is a ``SystemExit`` naming it."""
+    defaults = Settings()
+    fields = Settings.__dataclass_fields__
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, val = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(fields)}")
+        kind = type(getattr(defaults, key))
+        if kind is bool:
+            out[key] = val.strip().lower() in ("1", "true", "yes", "on")
+            continue
+        try:
+            out[key] = kind(val)
+        except ValueError:
+            raise SystemExit(f"setting {key}={val!r}: expected a {kind.__name__}") from None
+    return out
 
 
 # Which settings each stage depends on: a stage's output changes only when these (or its input)

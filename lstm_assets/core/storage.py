@@ -42,6 +42,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lstm_assets.core.config import ProjectConfig
+
 try:  # the reader class pyarrow.parquet.ParquetFile wraps; it takes a memory pool, the file not
     from pyarrow._parquet import ParquetReader
 except ImportError:  # a pyarrow that moved it: parquet_reader falls back to ParquetFile's reader
@@ -105,13 +107,11 @@ def is_remote(path: object) -> bool:
 def s3_storage_options() -> dict[str, Any]:
     """s3fs options from the environment: endpoint and region; credentials via the AWS chain."""
     opts: dict[str, Any] = {"use_listings_cache": False}  # other processes write here too
-    endpoint = (os.environ.get("LSTM_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL_S3")
-                or os.environ.get("AWS_ENDPOINT_URL"))
-    if endpoint:
-        opts["endpoint_url"] = endpoint
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        opts["client_kwargs"] = {"region_name": region}
+    cfg = ProjectConfig.from_env()  # LSTM_S3_ENDPOINT / AWS_ENDPOINT_URL*, AWS_*REGION
+    if cfg.s3_endpoint:
+        opts["endpoint_url"] = cfg.s3_endpoint
+    if cfg.s3_region:
+        opts["client_kwargs"] = {"region_name": cfg.s3_region}
     return opts
 
 
@@ -394,7 +394,7 @@ class Warehouse:
         return self.path("checkpoints", symbol, ".pt")
 
     def group_checkpoint(self, key: str) -> AnyPath:
-        """The checkpoint of symbols training together (``core.train_many``), named by
+        """The checkpoint of symbols training together (``core.train.fit_many``), named by
         ``key``, a hex digest of its members' fingerprints (lower case: never a symbol's)."""
         if not re.fullmatch(r"[0-9a-f]{8,64}", key):
             raise ValueError(f"not a hex key: {key!r}")

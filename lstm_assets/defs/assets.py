@@ -13,13 +13,13 @@ Each stage is one core call; the metadata is built here.
 
 
 import base64
-import os
 from typing import Any
 
 import dagster as dg
 
 from lstm_assets import deploy
-from lstm_assets.core import pipeline
+from lstm_assets.core import stages
+from lstm_assets.core.config import ProjectConfig
 from lstm_assets.core.report import leaderboard_markdown, markdown
 from lstm_assets.core.signals import latest_signals as compute_signals
 from lstm_assets.core.signals import signals_markdown
@@ -33,7 +33,7 @@ symbols_partitions = dg.DynamicPartitionsDefinition(name="symbols")
 # so the backfill daemon never puts a failed symbol's data and the good symbols' models in one run.
 DATA_BACKFILL_POLICY = dg.BackfillPolicy.single_run()
 MODEL_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(
-    max_partitions_per_run=int(os.environ.get("LSTM_MODEL_RUN_PARTITIONS", "500")))
+    max_partitions_per_run=ProjectConfig.from_env().model_run_partitions)
 
 # After symbols change (a backfill, the nightly retrain, a new file), once nothing upstream is
 # still running: the cross-symbol assets follow by themselves (automation sensor in defs/jobs).
@@ -56,17 +56,17 @@ def _checks_data(paths: PathsResource, settings: LstmSettings) -> dict[str, Chec
     return {
         "raw_file_fresh": Check(
             "raw_file_fresh", "raw_features",
-            lambda sym, meta: pipeline.check_raw_freshness(meta, s),
+            lambda sym, meta: stages.check_raw_freshness(meta, s),
             f"Warns when the raw file's last date is older than raw_max_age_days "
             f"({s.raw_max_age_days}).", severity=dg.AssetCheckSeverity.WARN),
         "clean_frame_quality": Check(
             "clean_frame_quality", "clean_frames",
-            lambda sym, meta: pipeline.check_clean_frame(paths.layout(), sym, s),
+            lambda sym, meta: stages.check_clean_frame(paths.layout(), sym, s),
             "Blocking: no NaN/inf features, unique sorted dates, valid labels, enough rows for "
             "lookback + three splits.", blocking=True),
         "sequence_tensors_quality": Check(
             "sequence_tensors_quality", "sequence_tensors",
-            lambda sym, meta: pipeline.check_sequences(paths.layout(), sym),
+            lambda sym, meta: stages.check_sequences(paths.layout(), sym),
             "Blocking: 2-D float32 matrix, shapes agree, no NaN/inf, every split has samples; "
             "class balance per split recorded.", blocking=True),
     }
@@ -113,11 +113,11 @@ def symbol_data(context: dg.AssetExecutionContext, paths: PathsResource,
     layout, s = paths.layout(), settings.to_core()
     checks = _checks_data(paths, settings)
     yield from run_stages(context, [
-        Stage("raw_features", lambda sym: pipeline.run_raw(layout, sym),
+        Stage("raw_features", lambda sym: stages.run_raw(layout, sym),
               data_version=lambda m: m.get("content_hash"), checks=(checks["raw_file_fresh"],)),
-        Stage("clean_frames", lambda sym: pipeline.run_clean(layout, sym, s),
+        Stage("clean_frames", lambda sym: stages.run_clean(layout, sym, s),
               checks=(checks["clean_frame_quality"],)),
-        Stage("sequence_tensors", lambda sym: pipeline.run_sequences(layout, sym, s),
+        Stage("sequence_tensors", lambda sym: stages.run_sequences(layout, sym, s),
               checks=(checks["sequence_tensors_quality"],)),
     ])
 
@@ -130,7 +130,7 @@ def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
     def train_together(symbols: list[str]) -> None:
         """On a GPU (or with stack_symbols > 1) the range's symbols train together; any symbol
         this leaves out (e.g. its group ran out of GPU memory) trains alone in ``train``."""
-        if not pipeline.stacks_symbols(s, len(symbols)):
+        if not stages.stacks_symbols(s, len(symbols)):
             return
 
         def progress(row: dict[str, float]) -> None:
@@ -138,7 +138,7 @@ def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
                              f"({row['seconds']:.1f}s), {int(row['training'])} still training")
 
         context.log.info(f"training the models of {len(symbols)} symbols together")
-        together.update(pipeline.run_train_many(layout, symbols, s, on_epoch=progress))
+        together.update(stages.run_train_many(layout, symbols, s, on_epoch=progress))
 
     def train(sym: str) -> dict[str, Any]:
         def progress(row: dict[str, float]) -> None:
@@ -150,7 +150,7 @@ def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
         got = together.pop(sym) if sym in together else None
         if isinstance(got, Exception):
             raise got
-        meta = got or pipeline.run_train(layout, sym, s, on_epoch=progress)
+        meta = got or stages.run_train(layout, sym, s, on_epoch=progress)
         context.log.info(f"[{sym}] model {meta['init']}: {meta['init_reason']}")
         return meta
 
@@ -201,7 +201,7 @@ def symbol_model(context: dg.AssetExecutionContext, paths: PathsResource,
     layout, s = paths.layout(), settings.to_core()
     yield from run_stages(context, [
         _model_stage(context, paths, settings),
-        Stage("evaluation_report", lambda sym: pipeline.run_evaluate(layout, sym, s),
+        Stage("evaluation_report", lambda sym: stages.run_evaluate(layout, sym, s),
               metadata=_report_metadata(paths), checks=(_beats_majority(paths),)),
     ])
 
@@ -217,7 +217,7 @@ SYMBOL_ASSETS = ["raw_features", "clean_frames", "sequence_tensors", "lstm_model
           automation_condition=AFTER_SYMBOL_UPDATES)
 def leaderboard(paths: PathsResource) -> dg.MaterializeResult:
     """All symbols' test results side by side, means with 95% intervals across symbols."""
-    summary = pipeline.run_leaderboard(paths.layout())
+    summary = stages.run_leaderboard(paths.layout())
     mean = summary.get("mean", {})
     return dg.MaterializeResult(metadata={
         "leaderboard": dg.MetadataValue.md(leaderboard_markdown(summary)),

@@ -1,40 +1,41 @@
 """Automation: the new-file sensor, the nightly retrain schedule, and the sensor that refreshes
 the cross-symbol assets (leaderboard, latest_signals) after symbols change.
 
-Environment (read when the code location loads):
+Environment (read through :class:`lstm_assets.core.config.ProjectConfig`, which lists the
+defaults; read when the code location loads):
 
-- ``LSTM_RETRAIN_CRON`` (default ``0 2 * * *``) and ``LSTM_RETRAIN_TZ`` (default ``UTC``): when
-  the nightly retrain runs;
-- ``LSTM_RAW_SENSOR_INTERVAL`` (seconds, default 30): how often the raw folder is scanned;
+- ``LSTM_RETRAIN_CRON`` and ``LSTM_RETRAIN_TZ``: when the nightly retrain runs;
+- ``LSTM_RAW_SENSOR_INTERVAL`` (seconds): how often the raw folder is scanned;
 - ``LSTM_AUTOMATION`` (``on`` by default; ``off`` starts the sensors and the schedule stopped,
   e.g. for tests; they can be started in the UI either way).
 """
 
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from lstm_assets.core.config import ProjectConfig
 from lstm_assets.core.ingest import invalid_raw_files, list_raw_files
-from lstm_assets.core.pipeline import file_hash
+from lstm_assets.core.stages import file_hash
 from lstm_assets.defs.assets import symbols_partitions
 from lstm_assets.defs.jobs import symbol_chain_job
 from lstm_assets.defs.resources import PathsResource
 from lstm_assets.instance import ensure_gpu_pool
 
-RETRAIN_CRON = os.environ.get("LSTM_RETRAIN_CRON", "0 2 * * *")
-RETRAIN_TZ = os.environ.get("LSTM_RETRAIN_TZ", "UTC")
-RAW_SENSOR_INTERVAL = int(os.environ.get("LSTM_RAW_SENSOR_INTERVAL", "30"))
+_CONFIG = ProjectConfig.from_env()
+RETRAIN_CRON = _CONFIG.retrain_cron
+RETRAIN_TZ = _CONFIG.retrain_tz
+RAW_SENSOR_INTERVAL = _CONFIG.raw_sensor_interval
 TRIGGER_TAG = "lstm/trigger"
 
 
 def automation_on() -> bool:
-    return os.environ.get("LSTM_AUTOMATION", "on").strip().lower() not in ("off", "0", "false",
-                                                                           "stopped", "no")
+    """``LSTM_AUTOMATION`` (read on each call): whether sensors and the schedule start running."""
+    return ProjectConfig.from_env().automation
 
 
 def _sensor_status() -> dg.DefaultSensorStatus:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
 import dagster as dg
 import pydantic
 
-from lstm_assets.core.pipeline import Layout
+from lstm_assets.core.config import RAW_DIR, TRUTH_DIR, WAREHOUSE_DIR, ProjectConfig
 from lstm_assets.core.settings import Settings
+from lstm_assets.core.stages import Layout
 
 
 def _settings_fields() -> dict[str, Any]:
@@ -42,31 +41,24 @@ class PathsResource(dg.ConfigurableResource):
     relative to the working directory (the project root when started from the README).
     """
 
-    raw_dir: str = "data/raw"
-    warehouse_dir: str = "data/warehouse"
-    truth_dir: str = "data/demo_truth"
+    raw_dir: str = RAW_DIR
+    warehouse_dir: str = WAREHOUSE_DIR
+    truth_dir: str = TRUTH_DIR
 
     def layout(self) -> Layout:
         return Layout.from_dirs(self.raw_dir, self.warehouse_dir, self.truth_dir)
 
 
 def default_paths() -> PathsResource:
-    return PathsResource(
-        raw_dir=os.environ.get("LSTM_RAW_DIR", "data/raw"),
-        warehouse_dir=os.environ.get("LSTM_WAREHOUSE_DIR", "data/warehouse"),
-        truth_dir=os.environ.get("LSTM_TRUTH_DIR", "data/demo_truth"),
-    )
+    """The folders from LSTM_RAW_DIR / LSTM_WAREHOUSE_DIR / LSTM_TRUTH_DIR, read now."""
+    cfg = ProjectConfig.from_env()
+    return PathsResource(raw_dir=cfg.raw_dir, warehouse_dir=cfg.warehouse_dir,
+                         truth_dir=cfg.truth_dir)
 
 
 def settings_from_env() -> LstmSettings:
     """The default settings, with overrides from ``LSTM_SETTINGS`` (JSON), e.g.
-    ``LSTM_SETTINGS='{"max_epochs": 5, "device": "cpu"}'`` for every run of a ``dagster dev``.
-    Launchpad config (``resources.settings.config``) still overrides per run."""
-    raw = os.environ.get("LSTM_SETTINGS", "").strip()
-    overrides = json.loads(raw) if raw else {}
-    known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"LSTM_SETTINGS names unknown settings {unknown}; known: "
-                         f"{', '.join(sorted(known))}")
-    return LstmSettings(**overrides)
+    ``LSTM_SETTINGS='{"max_epochs": 5, "device": "cpu"}'`` for every run of a ``dagster dev``;
+    the variable is read now and checked by ``core.config.parse_settings``. Launchpad config
+    (``resources.settings.config``) still overrides per run."""
+    return LstmSettings(**ProjectConfig.from_env().settings)
