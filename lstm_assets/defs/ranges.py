@@ -102,66 +102,89 @@ def _failure_text(sym: str, f: SymbolFailure) -> str:
 
 def run_stages(context: dg.AssetExecutionContext, stages: list[Stage]) -> Iterator[Any]:
     """Run the selected ``stages`` for every partition key of the step (see module doc)."""
-    keys = list(context.partition_keys)
-    selected = {k.to_user_string() for k in context.selected_asset_keys}
-    selected_checks = {(k.asset_key.to_user_string(), k.name)
+    step = _Step(context, stages)
+    for st in step.stages:
+        if st.before is not None:
+            st.before(step.keys)
+    for sym in step.keys:
+        yield from step.run_symbol(sym)
+    context.log.info(f"{len(step.keys) - len(step.failed)} of {len(step.keys)} symbol(s) ok "
+                     f"in {time.perf_counter() - step.t0:.1f} s")
+    for event in step.pending:
+        context.log_event(event)
+    if step.failed:
+        raise _failure(step.keys, step.failed)
+    if not step.single:
+        keys = sorted(_outputs_needed_in_run(context), key=lambda k: k.to_user_string())
+        for key in keys:
+            yield dg.MaterializeResult(asset_key=key, metadata={
+                "range_run": f"{step.keys[0]} .. {step.keys[-1]} ({len(step.keys)} symbols)",
+                "details": "each symbol's metadata is on its materialization logged just before"})
+
+
+class _Step:
+    """One run of a multi-asset step over its partition keys: the selected stages, the
+    symbols that failed, and (in a range run) the events to log when the step ends."""
+
+    def __init__(self, context: dg.AssetExecutionContext, stages: list[Stage]) -> None:
+        self.context = context
+        self.keys = list(context.partition_keys)
+        selected = {k.to_user_string() for k in context.selected_asset_keys}
+        self.stages = [st for st in stages if st.asset in selected]
+        self.checks = {(k.asset_key.to_user_string(), k.name)
                        for k in context.selected_asset_check_keys}
-    failed: dict[str, SymbolFailure] = {}
-    single = len(keys) == 1
-    # range runs: the per-symbol events are logged together at the end of the step; logged one
-    # by one, the backfill daemon would start the next step's runs for a few symbols at a time
-    # (one run per daemon tick, each with its own launch cost) while this step still runs
-    pending: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
-    t_step = time.perf_counter()
-    for st in stages:
-        if st.before is not None and st.asset in selected:
-            st.before(keys)
-    for sym in keys:
-        for st in stages:
-            if st.asset not in selected:
-                continue
+        self.single = len(self.keys) == 1
+        self.failed: dict[str, SymbolFailure] = {}
+        # range runs: the per-symbol events are logged together at the end of the step; logged
+        # one by one, the backfill daemon would start the next step's runs for a few symbols at
+        # a time (one run per daemon tick, each with its own launch cost) while this step runs
+        self.pending: list[dg.AssetMaterialization | dg.AssetCheckEvaluation] = []
+        self.t0 = time.perf_counter()
+
+    def run_symbol(self, sym: str) -> Iterator[Any]:
+        """The symbol's stages in order, stopping at its first failure or blocking check."""
+        log = self.context.log
+        for st in self.stages:
             t0 = time.perf_counter()
-            try:
-                meta = st.run(sym)
-            except InputError as e:
-                failed[sym] = SymbolFailure(st.asset, str(e), e)
-            except Exception as e:  # one symbol's error never stops the others; reported below
-                context.log.error(f"[{sym}] {st.asset} failed:\n{traceback.format_exc()}")
-                failed[sym] = SymbolFailure(st.asset, f"{st.asset}: {type(e).__name__}: {e}")
-            if sym in failed:
-                context.log.warning(f"[{sym}] {st.asset} FAILED: {failed[sym].message}")
-                break
+            meta = self._compute(st, sym)
+            if meta is None:
+                log.warning(f"[{sym}] {st.asset} FAILED: {self.failed[sym].message}")
+                return
             seconds = time.perf_counter() - t0
-            md = {**st.metadata(sym, meta), "seconds": round(seconds, 3)}
-            version = st.data_version(meta)
-            if single:
-                yield dg.MaterializeResult(
-                    asset_key=st.asset, metadata=md,
-                    data_version=dg.DataVersion(version) if version else None)
-            else:
-                pending.append(dg.AssetMaterialization(
-                    asset_key=st.asset, partition=sym, metadata=md,
-                    tags={DATA_VERSION_TAG: version} if version else None))
+            yield from self._materialized(st, sym, meta, seconds)
             results: list[dg.AssetCheckResult] = []
-            blocked = _evaluate_checks(context, sym, st, meta, selected_checks,
-                                       results if single else None, pending)
+            blocked = _evaluate_checks(self.context, sym, st, meta, self.checks,
+                                       results if self.single else None, self.pending)
             yield from results
             if blocked:
-                failed[sym] = SymbolFailure(st.asset, blocked)
-                context.log.warning(f"[{sym}] blocked after {st.asset}: {blocked}")
-                break
-            context.log.info(f"[{sym}] {st.asset} ok ({seconds:.2f} s)")
-    context.log.info(f"{len(keys) - len(failed)} of {len(keys)} symbol(s) ok in "
-                     f"{time.perf_counter() - t_step:.1f} s")
-    for event in pending:
-        context.log_event(event)
-    if failed:
-        raise _failure(keys, failed)
-    if not single:
-        for key in sorted(_outputs_needed_in_run(context), key=lambda k: k.to_user_string()):
-            yield dg.MaterializeResult(asset_key=key, metadata={
-                "range_run": f"{keys[0]} .. {keys[-1]} ({len(keys)} symbols)",
-                "details": "each symbol's metadata is on its materialization logged just before"})
+                self.failed[sym] = SymbolFailure(st.asset, blocked)
+                log.warning(f"[{sym}] blocked after {st.asset}: {blocked}")
+                return
+            log.info(f"[{sym}] {st.asset} ok ({seconds:.2f} s)")
+
+    def _compute(self, st: Stage, sym: str) -> dict[str, Any] | None:
+        """The stage's metadata, or None with the failure recorded (this symbol alone)."""
+        try:
+            return st.run(sym)
+        except InputError as e:
+            self.failed[sym] = SymbolFailure(st.asset, str(e), e)
+        except Exception as e:  # one symbol's error never stops the others; reported at the end
+            self.context.log.error(f"[{sym}] {st.asset} failed:\n{traceback.format_exc()}")
+            self.failed[sym] = SymbolFailure(st.asset, f"{st.asset}: {type(e).__name__}: {e}")
+        return None
+
+    def _materialized(self, st: Stage, sym: str, meta: dict[str, Any],
+                      seconds: float) -> Iterator[dg.MaterializeResult]:
+        """A one-symbol run yields the result; a range run keeps it for the end of the step."""
+        md = {**st.metadata(sym, meta), "seconds": round(seconds, 3)}
+        version = st.data_version(meta)
+        if self.single:
+            yield dg.MaterializeResult(asset_key=st.asset, metadata=md,
+                                       data_version=dg.DataVersion(version) if version else None)
+        else:
+            self.pending.append(dg.AssetMaterialization(
+                asset_key=st.asset, partition=sym, metadata=md,
+                tags={DATA_VERSION_TAG: version} if version else None))
 
 
 def _outputs_needed_in_run(context: dg.AssetExecutionContext) -> set[dg.AssetKey]:
