@@ -35,6 +35,29 @@ class Settings:
     vol_halflife: int = 20
     """Half-life in days of the EWMA volatility used by the ``vol_*`` FLAT rules."""
 
+    # ---- reading raw files ------------------------------------------------------------
+    intraday: str = "aggregate"
+    """A file with several bars a day: ``aggregate`` them to daily bars (first open, max high,
+    min low, last close, summed volume; noted) or ``refuse`` the file with a clear message."""
+    excel_dates: str = "convert"
+    """A date column of Excel serial numbers (e.g. 41134 = 2012-08-14): ``convert`` them
+    (noted) or ``refuse`` the file with a message naming Excel serial dates."""
+
+    # ---- corporate actions and price jumps ------------------------------------------------
+    split_tolerance: float = 0.03
+    """A one-day price move is taken for a split (or reverse split) when its price ratio is
+    within this relative tolerance of a split ratio (2:1, 3:2, 3:1, ... 1:2, 1:5, 1:10); prices
+    and volume before it are back-adjusted and the adjustment recorded."""
+    jump_log_return: float = 0.3
+    """A one-day |log return| at least this large is a price jump whatever the volatility."""
+    jump_sigmas: float = 10.0
+    """A one-day |log return| at least this many robust standard deviations (1.4826 x the
+    median absolute deviation of the file's daily log returns) is a price jump too."""
+    jump_policy: str = "exclude"
+    """A price jump that is no split: ``exclude`` (its day's label and every window that spans
+    it are left out of training and scoring), ``keep`` (used as it is) or ``fail`` the file.
+    Always noted."""
+
     # ---- cleaning -----------------------------------------------------------------------
     max_ffill_days: int = 5
     """Interior gaps of at most this many days are forward-filled; longer gaps drop the rows."""
@@ -78,17 +101,17 @@ class Settings:
     """``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
     num_threads: int = 1
     """CPU threads for torch per training/scoring process (0 = torch's default, one per core).
-    One is fastest for this model (64-window batches): on a shared 2-core machine torch's
-    default 2 threads trained 3-60x slower (BENCHMARKS.md), with identical results. To use more
-    cores, train several symbols in separate processes."""
+    One is fastest for this model (64-window batches: too little work per op to share; the
+    bench's training section times torch's default beside it), with identical results. To use
+    more cores, train several symbols in separate processes."""
 
     stack_symbols: int = 0
     """How many symbols' models one step trains together (stacked weights and batched matmuls,
     ``core.train.fit_many``): 0 = auto (on a GPU as many as its free memory holds, on a CPU one at a
     time), 1 = one at a time (per-symbol ``fit``), N > 1 = up to N together on any device. Both
     checkpoint (a symbol after every epoch, a group at most every minute) and resume after a
-    kill. The models equal one-at-a-time training up to float rounding and dropout masks; on an
-    H100, 164 symbols train ~6x faster together (BENCHMARKS.md)."""
+    kill. The models equal one-at-a-time training up to float rounding and dropout masks; on a
+    GPU many symbols train several times faster together (BENCHMARKS.md, *GPU*)."""
 
     # ---- evaluation ---------------------------------------------------------------------
     cost_bps: float = 5.0
@@ -154,6 +177,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 CLEAN_KEYS = (
     "horizon", "flat_rule", "flat_share", "flat_k", "flat_abs", "vol_halflife",
     "max_ffill_days", "max_missing_share", "train_frac", "val_frac", "embargo", "lookback",
+    "intraday", "excel_dates", "split_tolerance", "jump_log_return", "jump_sigmas",
+    "jump_policy",
 )
 SEQUENCE_KEYS = CLEAN_KEYS
 MODEL_KEYS = (
