@@ -33,14 +33,13 @@ def _fresh_definitions_load_context():
     storage) that can outlive a test's temporary instance and point at its deleted files; reset
     both so each test loads definitions on its own.
 
-    First, collect garbage. In session 6, 2 of 6 full runs failed with "unable to open database
-    file" on a ``/tmp/tmp...`` instance folder in ``test_warm_start_metadata_in_dagster``, between
-    its two materializations, while that test's own instance was still open. The likely cause,
-    not confirmed (no leaking object was found): an instance context left in a reference cycle
-    by an earlier test exits when the cyclic collector happens to run, and its exit puts back
-    the defs-state storage current when it was entered, maybe that of an instance whose folder
-    is gone. Collected here, such an exit happens before the reset below, not inside a later
-    test.
+    First, collect garbage: without it, a full run can fail with "unable to open database
+    file" on a ``/tmp/tmp...`` instance folder in the middle of a test whose own instance is
+    open. The likely cause, not confirmed (no leaking object was found): an instance context
+    left in a reference cycle by an earlier test exits when the cyclic collector happens to
+    run, and its exit puts back the defs-state storage current when it was entered, maybe that
+    of an instance whose folder is gone. Collected here, such an exit happens before the reset
+    below, not inside a later test.
     """
     yield
     gc.collect()

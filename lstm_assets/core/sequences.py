@@ -89,8 +89,8 @@ def _scaled_matrix(rows: int, feats: list[str], read_block: ReadBlock,
 
     The matrix is C-ordered (row-major): what training slices windows from, so training uses
     it as it is loaded, without a contiguous copy. Each block is fit and scaled column-major
-    (``np.asfortranarray``), the layout the whole matrix used to have: the fit's float64 sums
-    run in the same order, so means and scales are bitwise those of one fit over the matrix.
+    (``np.asfortranarray``): the fit's float64 sums then run in the order of one column-major
+    fit over the whole matrix, so means and scales are bitwise that fit's.
     Peak beyond the matrix: one block and the fit's float64 copy of its train rows.
     """
     X = np.empty((rows, len(feats)), dtype=np.float32)
@@ -151,8 +151,8 @@ def build_sequences(frame: pd.DataFrame, settings: Settings,
 def read_pool() -> pa.MemoryPool:
     """The pyarrow memory pool the sequences stage reads the clean frame with: the system
     allocator, for this stage's reads only. pyarrow's default pool (mimalloc) keeps what its
-    decoding used at its peak: with it, the stage's peak RSS growth was 2.8x the matrix of a
-    20-year symbol instead of 1.7x, at the same speed (measured 2026-11-27). Setting
+    decoding used at its peak, about 1.6x more peak memory for this stage at the same speed
+    (BENCHMARKS.md, the sequences stage's memory row). Setting
     ``ARROW_DEFAULT_MEMORY_POOL=system`` would do the same for the whole process."""
     return pa.system_memory_pool()
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # The parse of the last raw files read by run_raw, for run_clean in the same process (the data
 # step runs raw -> clean -> sequences per symbol): parsing a raw CSV is the costliest part of
-# the data stages, and it used to be done twice. Keyed by the file's identity (device, inode,
+# the data stages, so it is done once. Keyed by the file's identity (device, inode,
 # size, modification time in ns), taken before the parse and checked again after it and by
 # run_clean; a file replaced or rewritten in between is parsed again. run_clean takes the
 # entry out, so at most a few parsed frames are held.

@@ -313,8 +313,8 @@ def run_train_many(layout: Layout, symbols: list[str], settings: Settings, *,
                    now: datetime | None = None) -> dict[str, dict[str, Any] | Exception]:
     """:func:`run_train` for many symbols, the ones that need training trained together.
 
-    One symbol's 64-window batches leave a GPU nearly idle (BENCHMARKS.md: 164 symbols one
-    after another ~800 s on an H100, together ~130 s), so the cold fits go to
+    One symbol's 64-window batches leave a GPU nearly idle (BENCHMARKS.md, *GPU*), so the cold
+    fits go to
     :func:`~lstm_assets.core.train.fit_many` in groups of ``stack_symbols`` (0: as many as
     the device's free memory holds), then the warm starts likewise. Skips, plans, artifacts and
     metadata are those of :func:`run_train`. Each group checkpoints
