@@ -36,7 +36,7 @@ def time_data_stages(layout: stages.Layout, symbols: Sequence[str],
         row: dict[str, Any] = {"symbol": sym, "ok": True}
         try:
             t0 = time.perf_counter()
-            raw = stages.run_raw(layout, sym)
+            raw = stages.run_raw(layout, sym, settings)
             t1 = time.perf_counter()
             stages.run_clean(layout, sym, settings)
             t2 = time.perf_counter()

@@ -17,11 +17,17 @@ Files and symbols
 - An entry named like a raw file that cannot be read (a directory named ``X.csv``, a broken link,
   a file without read permission, a broken ``.gz``, a corrupt parquet) still becomes a symbol, so
   its partition fails with a clear message instead of the file being silently ignored.
+- A symbolic link whose target resolves outside the raw folder is refused without being opened
+  (not read, hashed or sniffed): its symbol fails with "is a link to outside the data folder"
+  and :func:`invalid_raw_files` lists it. A link to a file inside the folder is read as usual.
 
 Reading
 
 - Empty files and header-only files are errors. A first line that looks like data (it starts with
   a date or a number) is an error: the file has no header.
+- Error messages quote a file's header (its column names) and values only when that header names
+  a date or a close column (a price file); any other file is "not a price file (no header with a
+  date and a close column)", and nothing of it is quoted.
 - Text encoding: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252.
   Binary content (an Excel or zip file renamed ``.csv``, a parquet file named ``.csv``) is an error.
 - The delimiter is sniffed from the header line (``,`` ``;`` tab ``|``). With ``;`` or tab, a
@@ -53,7 +59,19 @@ Dates
 - Mixed formats in one column are parsed value by value. ``dd/mm/yyyy`` vs ``mm/dd/yyyy`` is
   decided once for the whole column: day first when some first field is above 12, otherwise
   month first (a note in ``notes`` says so when the column is ambiguous).
+- Excel serial dates (day 0 = 1899-12-30; 41134 = 2012-08-13; 1 .. 73050 = 1900 .. 2099) are
+  converted with a note, or refused with ``excel_dates=refuse``. Four-digit whole numbers are
+  years, not serials. A fraction is the time of day (41134.5 = noon).
 - Rows whose date cannot be parsed are dropped later (counted); more than half of them is an error.
+
+Intraday bars
+
+- A date column with more than one distinct time of day on some calendar day (local exchange
+  time: the wall-clock time the file states) holds intraday bars. With ``intraday=aggregate``
+  (the default) they become one row a day: first open, max high, min low, last close (in time
+  order), summed volume, the last value of every other column; bars with a repeated timestamp keep
+  the last line. A note says how many bars became how many days. ``intraday=refuse`` fails the
+  file. A daily file whose timestamps all carry one time (``00:00``, ``16:00``) is not intraday.
 """
 
 from __future__ import annotations
@@ -74,6 +92,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from lstm_assets.core.settings import Settings
 from lstm_assets.core.storage import InputError, normalize_symbol
 
 _EXCHANGE_PREFIX = re.compile(r"^[A-Za-z]{2,10}:([^:]+)$")
@@ -92,6 +111,12 @@ NULL_VALUES = ["", "NA", "N/A", "n/a", "NaN", "nan", "null", "NULL", "None", "#N
 MAX_BAD_LINE_SHARE = 0.1
 HEAD_BYTES = 1 << 16
 EMPTY_FIX = "write a header line and at least one row per trading day, or remove the file"
+NOT_PRICE_FILE = "not a price file (no header with a date and a close column)"
+NOT_PRICE_FIX = ("supply daily prices as CSV or parquet whose first line names the columns, "
+                 "e.g. date,open,high,low,close,volume")
+_PRICE_HEADER_NAMES = frozenset(ALIASES["date"] + ALIASES["close"] + ALIASES["adj_close"])
+INTRADAY_CHOICES = ("aggregate", "refuse")
+EXCEL_DATE_CHOICES = ("convert", "refuse")
 
 
 @dataclass
@@ -141,6 +166,31 @@ def symbol_of(path: Path) -> str:
         raise InputError(path, e.problem, e.fix) from e
 
 
+def link_outside(path: Path, folder: Path | None = None) -> Path | None:
+    """The resolved target of ``path`` when it is a symbolic link that leads outside ``folder``
+    (default: the folder ``path`` is in), else None. Only links are followed: the target is
+    never opened."""
+    if not os.path.islink(path):
+        return None
+    base = os.path.realpath(folder if folder is not None else Path(path).parent)
+    target = os.path.realpath(path)
+    try:
+        inside = os.path.commonpath([base, target]) == base
+    except ValueError:  # another drive
+        inside = False
+    return None if inside else Path(target)
+
+
+def check_inside(path: Path, folder: Path | None = None) -> None:
+    """InputError when ``path`` is a link to outside ``folder`` (see :func:`link_outside`)."""
+    target = link_outside(path, folder)
+    if target is not None:
+        where = Path(folder if folder is not None else Path(path).parent)
+        raise InputError(path, f"is a link to outside the data folder {where} (to {target})",
+                         f"copy the file into {where}, or point --raw-dir at the folder that "
+                         f"holds it ({target.parent})")
+
+
 def _raw_entries(folder: Path, symbol: str | None = None) -> list[Path]:
     """Non-hidden entries of ``folder`` named like a raw file (files, folders, broken links).
 
@@ -173,14 +223,15 @@ def list_raw_files(folder: Path) -> dict[str, Path]:
 
     Hidden and temp files are ignored. Names that are not valid symbols are skipped here (and
     reported by :func:`invalid_raw_files`), so one badly named file never blocks the others.
-    Unreadable entries and duplicate symbols are kept: their partition fails with a clear
-    message (see :func:`find_raw_file` and :func:`read_raw`).
+    Unreadable entries, links to outside ``folder`` and duplicate symbols are kept: their
+    partition fails with a clear message (see :func:`find_raw_file` and :func:`read_raw`).
     """
     return {sym: paths[0] for sym, paths in _by_symbol(Path(folder)).items()}
 
 
 def find_raw_file(folder: Path, symbol: str) -> Path:
-    """The one raw file of ``symbol`` in ``folder``; InputError when none or several."""
+    """The one raw file of ``symbol`` in ``folder``; InputError when none or several, or when it
+    is a link to outside ``folder`` (refused unopened)."""
     folder = Path(folder)
     sym = normalize_symbol(symbol)
     paths = _by_symbol(folder, sym).get(sym, [])
@@ -191,11 +242,13 @@ def find_raw_file(folder: Path, symbol: str) -> Path:
         names = ", ".join(p.name for p in paths)
         raise InputError(paths[0], f"{len(paths)} raw files map to symbol {sym}: {names}",
                          "keep exactly one file per symbol (delete or rename the others)")
+    check_inside(paths[0], folder)
     return paths[0]
 
 
 def invalid_raw_files(folder: Path) -> list[str]:
-    """One message per raw-looking file that cannot become a symbol, or shares its symbol."""
+    """One message per raw-looking file that cannot become a symbol, shares its symbol, or is a
+    link to outside ``folder``."""
     folder = Path(folder)
     bad: list[str] = []
     if not folder.is_dir():
@@ -210,6 +263,7 @@ def invalid_raw_files(folder: Path) -> list[str]:
             continue
         try:
             symbol_of(p)
+            check_inside(p, folder)
         except InputError as e:
             bad.append(str(e))
     for sym, paths in _by_symbol(folder).items():
@@ -241,14 +295,26 @@ def _permission_error(path: Path) -> InputError:
                       f"make it readable (chmod a+r {path}) or run as its owner")
 
 
+def _reason(e: Exception) -> str:
+    """The first line of a reader's error, without the bits of file content some readers quote
+    in it (gzip's first bytes, a CSV row, a cell value)."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else e.__class__.__name__
+    first = re.sub(r"\s*\(?\bb(['\"]).*?\1\)?", "", first)  # Not a gzipped file (b'ro')
+    first = re.sub(r"(got \d+(?: columns?)?):.*", r"\1", first)  # ..., got 3: <the row>
+    return re.sub(r"(invalid value)\s+(['\"]).*?\2", r"\1", first)[:200]
+
+
 def _gzip_error(path: Path, e: Exception) -> InputError:
-    return InputError(path, f"not a valid gzip file, truncated or corrupt ({e})",
+    return InputError(path, f"not a valid gzip file, truncated or corrupt ({_reason(e)})",
                       "re-compress it with gzip, or store it uncompressed as "
                       f"{path.name[:-3]}")
 
 
 def _check_plain_file(path: Path) -> None:
-    """A missing file, a broken link, a directory or an empty file is an error."""
+    """A link to outside its folder, a missing file, a broken link, a directory or an empty file
+    is an error. Only metadata is looked at: nothing is opened."""
+    check_inside(path)
     if not path.exists():
         problem = "is a broken link" if path.is_symlink() else "the file does not exist"
         raise InputError(path, problem, "check the raw folder")
@@ -335,7 +401,9 @@ def _sniff_csv(path: Path, info: RawInfo) -> _CsvFormat:
     delim = _sniff_delimiter(header)
     names = next(csv.reader([header], delimiter=delim))
     if names and _looks_like_value(names[0]):
-        raise InputError(path, f"no header line: the first line looks like data ({header[:60]!r})",
+        # not quoted: a file without a header is not known to be a price file
+        raise InputError(path, "no header line: the first line looks like data (it starts with "
+                         f"a date or a number; {len(names)} field(s))",
                          "add a header line first, e.g. date,open,high,low,close,volume")
     decimal = "."
     if delim in (";", "\t") and any(re.search(r"\d,\d", ln) for ln in lines[1:50]):
@@ -387,7 +455,7 @@ def _parse_csv(path: Path, fmt: _CsvFormat) -> tuple[pa.Table, list[int]]:
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise _gzip_error(path, e) from e
     except (pa.ArrowException, OSError, UnicodeError) as e:
-        raise InputError(path, f"not a readable CSV ({str(e).splitlines()[0]})",
+        raise InputError(path, f"not a readable CSV ({_reason(e)})",
                          "save it as a plain CSV with one header line and the same number of "
                          "fields on every row") from e
 
@@ -424,7 +492,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise _permission_error(path) from e
     except (pa.ArrowException, OSError, ValueError) as e:
         raise InputError(path, "not a readable parquet file, corrupt or truncated "
-                         f"({str(e).splitlines()[0]})",
+                         f"({_reason(e)})",
                          "re-export the file from its source, or replace it with a CSV") from e
     idx = df.index
     if isinstance(idx, pd.RangeIndex):
@@ -435,6 +503,16 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 
 
 # ---- columns ---------------------------------------------------------------------------------
+
+def _price_header(columns: list[str]) -> bool:
+    """Whether a header names a date or a close column (aliases included): only then is the file
+    taken for a price file whose column names an error message may quote."""
+    return any(_norm(c) in _PRICE_HEADER_NAMES for c in columns)
+
+
+def _not_price_file(path: Path) -> InputError:
+    return InputError(path, NOT_PRICE_FILE, NOT_PRICE_FIX)
+
 
 def _holds_dates(s: pd.Series) -> bool:
     """More than half of the values are ISO dates."""
@@ -481,6 +559,8 @@ def _standard_names(df: pd.DataFrame, path: Path,
     original = {_norm(c): str(c) for c in df.columns if c != "date"}
     df.columns = [_norm(c) for c in df.columns]
     if df.columns.duplicated().any():
+        if not _price_header(info.columns_found):
+            raise _not_price_file(path)
         dups = sorted(set(df.columns[df.columns.duplicated()]))
         raise InputError(path, f"duplicate column names after normalising case: {dups}",
                          "give every column a distinct name")
@@ -499,6 +579,8 @@ def _with_date_column(df: pd.DataFrame, path: Path, info: RawInfo,
         return df
     dt = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
     if len(dt) != 1:
+        if not _price_header(info.columns_found):
+            raise _not_price_file(path)
         raise InputError(path, f"no date column (looked for {', '.join(ALIASES['date'])}); "
                          f"columns are {info.columns_found}",
                          "name the date column 'date'")
@@ -508,6 +590,8 @@ def _with_date_column(df: pd.DataFrame, path: Path, info: RawInfo,
 
 def _require_close(df: pd.DataFrame, path: Path, info: RawInfo) -> None:
     if "close" not in df.columns and "adj_close" not in df.columns:
+        if not _price_header(info.columns_found):
+            raise _not_price_file(path)
         raise InputError(path, "no close price column (looked for "
                          f"{', '.join(ALIASES['close'] + ALIASES['adj_close'])}); columns are "
                          f"{info.columns_found}",
@@ -532,6 +616,7 @@ def _text_to_number(s: pd.Series, col: str, path: Path, info: RawInfo) -> pd.Ser
     junk = int(junk_mask.sum())
     if present.sum() and junk > 0.5 * present.sum():
         if col in ("close", "adj_close"):
+            # a price file (its date and close columns were found): a few values may be quoted
             examples = list(dict.fromkeys(s[junk_mask].astype(str)))[:3]
             raise InputError(path, f"the {col} column holds text, not numbers "
                              f"({junk} of {int(present.sum())} values, e.g. {examples})",
@@ -593,13 +678,28 @@ def _inf_to_missing(df: pd.DataFrame, info: RawInfo) -> pd.DataFrame:
     return df
 
 
-def read_raw(path: Path) -> tuple[pd.DataFrame, RawInfo]:
+def read_options(settings: Settings | None = None) -> tuple[str, str]:
+    """The settings that change what :func:`read_raw` returns, checked: ``(intraday,
+    excel_dates)`` (None: the defaults). An unknown value is a ValueError naming the setting."""
+    s = settings if settings is not None else Settings()
+    for name, value, choices in (("intraday", s.intraday, INTRADAY_CHOICES),
+                                 ("excel_dates", s.excel_dates, EXCEL_DATE_CHOICES)):
+        if value not in choices:
+            raise ValueError(f"setting {name}={value!r}: expected one of {', '.join(choices)}")
+    return s.intraday, s.excel_dates
+
+
+def read_raw(path: Path, settings: Settings | None = None) -> tuple[pd.DataFrame, RawInfo]:
     """Read and standardise one raw file. Returns the frame (``date`` + numeric columns).
 
-    ``date`` is a datetime column (NaT where a value could not be parsed); ``close`` is always
-    present; any other column is float64. See the module docstring for every rule.
+    ``date`` is a datetime column of calendar days (NaT where a value could not be parsed), one
+    row per bar of the file, or per day when the file holds intraday bars; ``close`` is always
+    present; any other column is float64. ``settings`` (None: the defaults) decide what happens
+    to intraday bars (``intraday``) and Excel serial dates (``excel_dates``). See the module
+    docstring for every rule.
     """
     path = Path(path)
+    intraday, excel_dates = read_options(settings)
     info = RawInfo(path=str(path))
     _check_plain_file(path)
     is_parquet = path.name.lower().endswith((".parquet", ".pq"))
@@ -615,7 +715,8 @@ def read_raw(path: Path) -> tuple[pd.DataFrame, RawInfo]:
     df = _float_columns(df, path, info, file_name)
     df = _adjusted_close(df, info, file_name)
     df = _inf_to_missing(df, info)
-    df["date"] = _parse_dates(df["date"], path, info)
+    df["date"] = _parse_dates(df["date"], path, info, excel_dates)
+    df = _daily_bars(df, path, info, intraday)
     # a column that was dropped is reported as dropped only, not also as renamed
     info.renamed = {k: v for k, v in info.renamed.items() if k not in info.columns_dropped}
     info.rows = len(df)
@@ -628,8 +729,16 @@ _OFFSET = r"(\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}:?\d{2}
 _DMY = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})$")
 
 
+# YYYYMMDD or epoch; Excel serials (grouped: pandas anchors a fullmatch pattern at both ends
+# of the whole string, not of each alternative)
+_NUMERIC_DATE = r"(?:\d{8,13}(?:\.0*)?|\d{1,5}(?:\.\d*)?)"
+_EXCEL_DAY0 = pd.Timestamp("1899-12-30")
+_EXCEL_END = 73051  # 2100-01-01
+
+
 def _digit_text_to_numbers(s: pd.Series) -> pd.Series:
-    """A text column of digits only (``20170811`` or epoch) as numbers; any other unchanged."""
+    """A text column of numbers only (``20170811``, epoch, Excel serials such as ``41134.5``) as
+    numbers; any other unchanged, years (``2015``: four digits, no fraction) too."""
     if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_numeric_dtype(s):
         return s
     # a value with "-" is not YYYYMMDD/epoch: a literal-substring test (an Arrow kernel on a
@@ -637,13 +746,46 @@ def _digit_text_to_numbers(s: pd.Series) -> pd.Series:
     if isinstance(s.dtype, pd.StringDtype) and s.str.contains("-", regex=False).any():
         return s
     txt = s.dropna().astype("string").str.strip()
-    if len(txt) and txt.str.fullmatch(r"\d{8,13}(\.0*)?").all():
-        return pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
-    return s
+    if not len(txt) or not txt.str.fullmatch(_NUMERIC_DATE).all():
+        return s
+    if txt.str.fullmatch(r"\d{4}").all():  # years: read as text dates, as ever
+        return s
+    return pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
 
 
-def _dates_from_numbers(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
-    """``YYYYMMDD`` numbers, epoch seconds or epoch milliseconds (told apart by the median)."""
+def _excel_range(v: pd.Series) -> pd.Series:
+    """Which values lie in Excel's serial-date range (1900 .. 2099)."""
+    return (v >= 1) & (v < _EXCEL_END)
+
+
+def _excel_serials(v: pd.Series, med: float) -> bool:
+    """Mostly numbers in Excel's serial-date range, and not years (all whole, 1000 .. 2999)."""
+    if not 1 <= med < _EXCEL_END:
+        return False
+    present = v.dropna()
+    if _excel_range(present).mean() <= 0.5:
+        return False
+    return not bool(((present % 1 == 0) & (present >= 1000) & (present < 3000)).all())
+
+
+def _excel_dates(v: pd.Series, path: Path, info: RawInfo, excel_dates: str) -> pd.Series:
+    """Excel serial dates (day 0 = 1899-12-30; a fraction is the time of day) as timestamps, or
+    an InputError with ``excel_dates=refuse``. Values out of 1900 .. 2099 become NaT."""
+    ok = v.where(_excel_range(v))
+    first = float(ok.dropna().iloc[0])
+    day = (_EXCEL_DAY0 + pd.Timedelta(days=int(first))).date()
+    if excel_dates == "refuse":
+        raise InputError(path, f"the date column holds Excel serial dates (e.g. {first:g} = "
+                         f"{day})", "format the column as dates (YYYY-MM-DD) before exporting, "
+                         "or convert them with --set excel_dates=convert")
+    info.notes.append(f"date column holds Excel serial dates (e.g. {first:g} = {day}); converted")
+    return (_EXCEL_DAY0 + pd.to_timedelta(ok * 86400.0, unit="s")).dt.round("ms")
+
+
+def _dates_from_numbers(s: pd.Series, path: Path, info: RawInfo,
+                        excel_dates: str = "convert") -> pd.Series:
+    """``YYYYMMDD`` numbers, epoch seconds, epoch milliseconds or Excel serial dates (told apart
+    by the median)."""
     v = s.astype("float64")
     med = float(np.nanmedian(v)) if v.notna().any() else 0.0
     if 1e7 <= med < 1e8:  # 20170811
@@ -655,8 +797,10 @@ def _dates_from_numbers(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
     if med >= 1e8:
         info.notes.append("dates read as epoch seconds")
         return pd.to_datetime(v, unit="s", errors="coerce")
+    if _excel_serials(v, med):
+        return _excel_dates(v, path, info, excel_dates)
     raise InputError(path, f"the date column holds numbers ({v.dropna().iloc[0]:g} ...) "
-                     "that are neither YYYYMMDD nor epoch seconds",
+                     "that are neither YYYYMMDD, epoch seconds nor Excel serial dates",
                      "write dates as YYYY-MM-DD")
 
 
@@ -707,15 +851,82 @@ def _check_unparsed_dates(out: pd.Series, s: pd.Series, path: Path, info: RawInf
         info.notes.append(f"{bad} row(s) with an unparseable date will be dropped")
 
 
-def _parse_dates(s: pd.Series, path: Path, info: RawInfo) -> pd.Series:
-    """Dates -> tz-naive midnight timestamps (NaT where unparseable). Rules: module docstring."""
+def _parse_dates(s: pd.Series, path: Path, info: RawInfo,
+                 excel_dates: str = "convert") -> pd.Series:
+    """Dates -> tz-naive local timestamps, times of day kept (NaT where unparseable); the calendar
+    day is taken by :func:`_daily_bars`. Rules: module docstring."""
     s = _digit_text_to_numbers(s)
     if pd.api.types.is_datetime64_any_dtype(s):
         out = s
     elif pd.api.types.is_numeric_dtype(s):
-        out = _dates_from_numbers(s, path, info)
+        out = _dates_from_numbers(s, path, info, excel_dates)
     else:
         out = _dates_from_text(s, info)
     out = _local_dates(out)
     _check_unparsed_dates(out, s, path, info)
-    return out.dt.normalize()
+    return out
+
+
+# ---- intraday bars ---------------------------------------------------------------------------
+
+# how the bars of one day become its daily bar; any other column: its last value of the day
+_BAR_RULES = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+
+
+def _stamp_ticks(stamps: pd.Series) -> tuple[np.ndarray, int]:
+    """The timestamps that are not NaT as integers in their unit, and the ticks per day."""
+    arr = stamps.to_numpy()
+    ticks = arr[~np.isnat(arr)].view("i8")
+    return ticks, int(np.timedelta64(1, "D") // np.timedelta64(1, np.datetime_data(arr.dtype)[0]))
+
+
+def _bars_per_day(ticks: np.ndarray, per_day: int) -> tuple[int, int] | None:
+    """``(bars, days)`` when some calendar day holds bars at more than one time of day, else
+    None (one bar a day, at whatever time)."""
+    day = np.unique(ticks) // per_day  # sorted: the bars of one day are neighbours
+    if not (day[1:] == day[:-1]).any():
+        return None
+    return len(ticks), len(np.unique(day))
+
+
+def _aggregate_bars(df: pd.DataFrame, info: RawInfo, bars: int) -> pd.DataFrame:
+    """Intraday bars -> one row a day (:data:`_BAR_RULES`, in time order). Bars with a repeated
+    timestamp keep the last line; rows without a date are kept as they are (dropped, counted,
+    by the clean stage)."""
+    undated = df[df["date"].isna()]
+    dated = df[df["date"].notna()].sort_values("date", kind="stable")
+    repeated = dated["date"].duplicated(keep="last")
+    if repeated.any():
+        info.notes.append(f"{int(repeated.sum())} intraday bar(s) with a repeated timestamp "
+                          "dropped (the last line kept)")
+        dated = dated[~repeated]
+    groups = dated.drop(columns="date").groupby(dated["date"].dt.normalize().rename("date"))
+    daily = pd.DataFrame({
+        col: groups[col].sum(min_count=1) if _BAR_RULES.get(col) == "sum"
+        else getattr(groups[col], _BAR_RULES.get(col, "last"))()
+        for col in df.columns if col != "date"}).reset_index()[list(df.columns)]
+    info.notes.append(f"intraday bars aggregated: {bars} bars became {len(daily)} daily bars "
+                      "(first open, max high, min low, last close, summed volume, last value "
+                      "of other columns)")
+    return pd.concat([daily, undated], ignore_index=True) if len(undated) else daily
+
+
+def _daily_bars(df: pd.DataFrame, path: Path, info: RawInfo, intraday: str) -> pd.DataFrame:
+    """``date`` as calendar days: a file of intraday bars is aggregated to days or refused
+    (``intraday``); any other keeps its rows."""
+    ticks, per_day = _stamp_ticks(df["date"])
+    tod = ticks % per_day
+    if not len(tod) or (tod == tod[0]).all():  # a daily file: one pass, no copy at midnight
+        if len(tod) and tod[0]:
+            df["date"] = df["date"].dt.normalize()
+        return df
+    found = _bars_per_day(ticks, per_day)
+    if found is None:
+        df["date"] = df["date"].dt.normalize()
+        return df
+    bars, days = found
+    if intraday == "refuse":
+        raise InputError(path, f"the file holds intraday bars ({bars} bars on {days} days)",
+                         "supply daily bars, or aggregate them to days with "
+                         "--set intraday=aggregate")
+    return _aggregate_bars(df, info, bars)

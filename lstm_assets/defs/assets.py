@@ -113,7 +113,7 @@ def symbol_data(context: dg.AssetExecutionContext, paths: PathsResource,
     layout, s = paths.layout(), settings.to_core()
     checks = _checks_data(paths, settings)
     yield from run_stages(context, [
-        Stage("raw_features", lambda sym: stages.run_raw(layout, sym),
+        Stage("raw_features", lambda sym: stages.run_raw(layout, sym, s),
               data_version=lambda m: m.get("content_hash"), checks=(checks["raw_file_fresh"],)),
         Stage("clean_frames", lambda sym: stages.run_clean(layout, sym, s),
               checks=(checks["clean_frame_quality"],)),

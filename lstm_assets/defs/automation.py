@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 
 from lstm_assets.core.config import ProjectConfig
-from lstm_assets.core.ingest import invalid_raw_files, list_raw_files
+from lstm_assets.core.ingest import invalid_raw_files, link_outside, list_raw_files
 from lstm_assets.core.stages import file_hash
 from lstm_assets.defs.assets import symbols_partitions
 from lstm_assets.defs.jobs import symbol_chain_job
@@ -31,6 +31,8 @@ RETRAIN_CRON = _CONFIG.retrain_cron
 RETRAIN_TZ = _CONFIG.retrain_tz
 RAW_SENSOR_INTERVAL = _CONFIG.raw_sensor_interval
 TRIGGER_TAG = "lstm/trigger"
+OUTSIDE_LINK = "link-outside-raw-dir"
+"""The state's hash of a link to outside the raw folder: such a file is never opened."""
 
 
 def automation_on() -> bool:
@@ -61,18 +63,27 @@ class RawScan:
 
 
 def scan_raw(files: dict[str, Path], previous: dict[str, list[Any]]) -> RawScan:
-    """Compare the files with the previous state. Hashes only files whose mtime/size moved."""
+    """Compare the files with the previous state. Hashes only files whose mtime/size moved.
+
+    A link to outside the raw folder (the folder the file is listed in) is never opened nor
+    hashed: it is kept in the state as such and requests no run (``invalid_raw_files`` reports
+    it; a run of its partition fails with the link message).
+    """
     scan = RawScan(state={})
     for sym, path in sorted(files.items()):
         try:
+            if link_outside(path) is not None:
+                st = path.lstat()
+                scan.state[sym] = [st.st_mtime_ns, st.st_size, OUTSIDE_LINK]
+                continue
             st = path.stat()
         except OSError:  # vanished between listing and stat: seen as removed next tick
             continue
         old = previous.get(sym)
-        if old and old[0] == st.st_mtime_ns and old[1] == st.st_size:
+        if old and old[2] != OUTSIDE_LINK and old[0] == st.st_mtime_ns and old[1] == st.st_size:
             scan.state[sym] = old
             continue
-        h = file_hash(path)
+        h = file_hash(path, path.parent)
         scan.state[sym] = [st.st_mtime_ns, st.st_size, h]
         if old is None:
             scan.new[sym] = h

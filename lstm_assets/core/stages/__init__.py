@@ -37,7 +37,7 @@ def run_symbol(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any
     """All per-symbol stages in order (no Dagster). Returns each stage's metadata."""
     out: dict[str, Any] = {}
     t0 = time.perf_counter()
-    out["raw"] = run_raw(layout, symbol)
+    out["raw"] = run_raw(layout, symbol, settings)
     out["clean"] = run_clean(layout, symbol, settings)
     out["sequences"] = run_sequences(layout, symbol, settings)
     out["model"] = run_train(layout, symbol, settings)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lstm_assets.core.ingest import find_raw_file, list_raw_files
+from lstm_assets.core.ingest import check_inside, find_raw_file, list_raw_files
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.storage import AnyPath, Warehouse, read_parquet
 
@@ -38,7 +38,11 @@ class Layout:
         return find_raw_file(self.raw_dir, symbol)
 
 
-def file_hash(path: Path) -> str:
+def file_hash(path: Path, raw_dir: Path | None = None) -> str:
+    """The first 16 hex digits of the content's SHA-256. With ``raw_dir`` (the folder of a raw
+    file), a link to outside it is refused unopened (InputError, see ``ingest.check_inside``)."""
+    if raw_dir is not None:
+        check_inside(Path(path), raw_dir)
     h = hashlib.sha256()
     with path.open("rb") as fh:  # a local file or an s3:// object
         for block in iter(lambda: fh.read(1 << 20), b""):
