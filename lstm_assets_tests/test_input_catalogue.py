@@ -315,6 +315,40 @@ def test_bad_input_inf_values(tmp_path: Path, tiny: Settings) -> None:
     assert np.isfinite(frame[feature_columns(frame)].to_numpy()).all()
 
 
+def test_bad_input_corporate_action_unadjusted_split(tmp_path: Path, tiny: Settings) -> None:
+    """Rule: a one-day move by a split ratio (here 7:1: price 1/7, volume x7) is back-adjusted
+    and noted in ``corporate_actions``; the file passes with a continuous close."""
+    df = prices()
+    for col in ("Open", "High", "Low", "Close"):
+        df.loc[300:, col] = (df.loc[300:, col] / 7).round(4)
+    df.loc[300:, "Volume"] *= 7
+    p = tmp_path / "SPLIT.csv"
+    df.to_csv(p, index=False)
+    frame, info = read_and_clean(p, tiny)
+    assert info["corporate_actions"] == [{"date": df["Date"][300], "kind": "split",
+                                          "ratio": 7.0, "volume_confirmed": True}]
+    assert info["price_jumps"] == []
+    assert np.abs(np.diff(np.log(frame["close"].to_numpy()))).max() < 0.2
+    build_sequences(frame, tiny)
+
+
+def test_bad_input_corporate_action_jump_with_policy_fail(tmp_path: Path,
+                                                          tiny: Settings) -> None:
+    """Rule: a price jump that is no split (here -45%) is excluded by default; with
+    ``jump_policy=fail`` it fails, naming the date and the move."""
+    df = prices()
+    for col in ("Open", "High", "Low", "Close"):
+        df.loc[300:, col] = (df.loc[300:, col] * 0.55).round(2)
+    p = tmp_path / "JUMP.csv"
+    df.to_csv(p, index=False)
+    _, info = read_and_clean(p, tiny)
+    assert [(j["date"], j["policy"]) for j in info["price_jumps"]] == [
+        (df["Date"][300], "exclude")]
+    with pytest.raises(InputError) as e:
+        read_and_clean(p, tiny.replace(jump_policy="fail"))
+    check_error(e.value, p, "price jump on " + df["Date"][300], "no split ratio",
+                "jump_policy=exclude")
+
 def test_bad_input_symbol_with_dot_or_lowercase(tmp_path: Path, tiny: Settings) -> None:
     raw_dir, wh = tmp_path / "raw", tmp_path / "wh"
     raw_dir.mkdir()
@@ -472,6 +506,73 @@ def test_bad_input_wrong_file_kind(tmp_path: Path, tiny: Settings) -> None:
     prices().assign(Name="Société Générale").to_csv(latin, index=False, encoding="cp1252")
     raw, info = read_raw(latin)
     assert info.encoding == "cp1252" and len(raw) == 400
+
+
+def test_bad_input_intraday_bars(tmp_path: Path) -> None:
+    """Rule: several bars a day become daily bars (first open, max high, min low, last close,
+    summed volume), with a note; ``intraday=refuse`` fails the file."""
+    p = tmp_path / "BARS.csv"
+    pd.DataFrame({"Date": ["2015-03-02 10:00", "2015-03-02 15:30", "2015-03-03 15:30",
+                           "2015-03-03 10:00"],
+                  "Open": [10.0, 11.0, 13.0, 12.0], "High": [12.0, 11.5, 13.5, 14.0],
+                  "Low": [9.0, 10.5, 12.5, 11.0], "Close": [11.0, 11.2, 13.1, 13.0],
+                  "Volume": [100, 200, 400, 300]}).to_csv(p, index=False)
+    raw, info = read_raw(p)
+    assert raw[["open", "high", "low", "close", "volume"]].to_numpy().tolist() == [
+        [10.0, 12.0, 9.0, 11.2, 300.0], [12.0, 14.0, 11.0, 13.1, 700.0]]
+    assert any("4 bars became 2 daily bars" in n for n in info.notes)
+    with pytest.raises(InputError) as e:
+        read_raw(p, Settings(intraday="refuse"))
+    check_error(e.value, p, r"intraday bars \(4 bars on 2 days\)", "--set intraday=aggregate")
+
+
+def test_bad_input_link_outside_raw_folder(tmp_path: Path) -> None:
+    """Rule: a symlink to a file outside the raw folder is refused without being opened; a link
+    to a file inside the folder is read."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    prices().to_csv(outside / "ABC.csv", index=False)
+    raw_dir = tmp_path / "raw"
+    (raw_dir / "data").mkdir(parents=True)
+    (raw_dir / "ABC.csv").symlink_to(outside / "ABC.csv")
+    prices().to_csv(raw_dir / "data" / "in.csv", index=False)
+    (raw_dir / "IN.csv").symlink_to(Path("data") / "in.csv")
+    assert sorted(list_raw_files(raw_dir)) == ["ABC", "IN"]  # the symbol fails visibly
+    with pytest.raises(InputError) as e:
+        run_raw(Layout.from_dirs(raw_dir, tmp_path / "wh"), "ABC")
+    check_error(e.value, "ABC.csv", "link to outside the data folder", "copy the file into",
+                "--raw-dir")
+    with pytest.raises(InputError) as e:
+        read_raw(raw_dir / "ABC.csv")
+    check_error(e.value, "ABC.csv", "link to outside the data folder")
+    assert [m for m in invalid_raw_files(raw_dir) if "ABC.csv" in m and "outside" in m]
+    assert run_raw(Layout.from_dirs(raw_dir, tmp_path / "wh"), "IN")["rows"] == 400
+
+
+def test_bad_input_excel_serial_dates(tmp_path: Path) -> None:
+    """Rule: Excel serial dates (41134 = 2012-08-13) are converted, with a note;
+    ``excel_dates=refuse`` fails the file. YYYYMMDD numbers are not serials."""
+    p = tmp_path / "XL.csv"
+    pd.DataFrame({"Date": np.arange(41134, 41164), "Close": np.arange(30.0) + 1}).to_csv(
+        p, index=False)
+    raw, info = read_raw(p)
+    assert raw["date"].tolist() == list(pd.date_range("2012-08-13", "2012-09-11"))
+    assert "date column holds Excel serial dates (e.g. 41134 = 2012-08-13); converted" in \
+        info.notes
+    with pytest.raises(InputError) as e:
+        read_raw(p, Settings(excel_dates="refuse"))
+    check_error(e.value, p, "Excel serial dates", "--set excel_dates=convert")
+
+
+def test_bad_input_not_a_price_file(tmp_path: Path) -> None:
+    """Rule: a file whose header names no date or close column is "not a price file", and
+    nothing of its content is quoted."""
+    p = tmp_path / "NOTES.csv"
+    p.write_text("root:x:0:0:root:/root:/bin/bash\nuser:x:1000:1000::/home/user:/bin/sh\n")
+    with pytest.raises(InputError) as e:
+        read_raw(p)
+    msg = check_error(e.value, p, "not a price file", "first line names the columns")
+    assert "root" not in e.value.problem and "/bin/" not in msg
 
 
 # ---- OHLCV-only input in every supported format, with the found/derived/dropped metadata -------

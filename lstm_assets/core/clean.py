@@ -11,6 +11,12 @@ Cleaning policy, in order (every count lands in the returned info and in the ass
    (missing or <= 0) are dropped: they cannot be labelled. Fewer such rows than
    :func:`lstm_assets.core.splits.min_rows` (lookback + horizon + three splits of at least
    ``MIN_SPLIT_SAMPLES`` samples) is an error that says how many rows are needed.
+3a. Splits and reverse splits (:mod:`lstm_assets.core.corporate_actions`): a one-day move whose
+   price ratio is a split ratio (2:1, 3:2, 7:1, 1:5, ... within ``split_tolerance``) is taken for
+   a split; every row before it has its prices divided by the ratio and its volume multiplied
+   by it (several splits compound), so features and labels see a continuous series. Each is
+   recorded in ``corporate_actions`` (date, kind, ratio, whether the volume confirmed it). A
+   file with an adjusted close already uses it (see ``ingest``): it has no such move.
 4. Missing open/high/low are filled from that row's close (and the previous close for open);
    missing volume is left missing (volume features then drop out by rule 6).
 5. Technical features (``tech_*``) that the file does not have are derived from OHLCV with
@@ -21,12 +27,15 @@ Cleaning policy, in order (every count lands in the returned info and in the ass
 7. Short histories: when the warm-up of the longest-window features would leave fewer rows than
    needed, those features are dropped (longest warm-up first) until the history is long enough;
    if even the shortest-window features leave too few rows, it is an error.
-8. Labels: see :func:`label_frame`.
+8. Labels: see :func:`label_frame`, which also applies ``jump_policy`` to the price jumps that
+   are no split (recorded in ``price_jumps``).
 
 A feature constant over the train rows is kept; the scaler gives it scale 1 (see ``sequences``).
 The frame keeps the raw OHLCV (not model inputs: price levels are not stationary) and the label
 helpers ``vol_est``, ``fwd_return``, ``band``, ``label`` (0 DOWN, 1 FLAT, 2 UP, -1 for the last
-``horizon`` rows whose future is not known yet; those rows feed next-day signals).
+``horizon`` rows whose future is not known yet, which feed next-day signals, and for the rows a
+price jump excludes). The records of rules 3a and 8 are stored with the frame (the parquet
+file's :data:`DATA_ADJUSTMENTS_KEY` metadata, see :func:`data_adjustments`).
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_assets.core.corporate_actions import adjust_splits, excluded_rows, jump_mask
 from lstm_assets.core.features import OHLCV, TECH_NAMES, technical_features
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.splits import min_rows, split_bounds
@@ -44,6 +54,16 @@ from lstm_assets.core.storage import InputError
 
 LABEL_COLS = ("vol_est", "fwd_return", "band", "label")
 NON_FEATURES = ("date", *OHLCV, *LABEL_COLS)
+JUMP_POLICIES = ("exclude", "keep", "fail")
+DATA_ADJUSTMENTS_KEY = "lstm_assets.data_adjustments"
+"""Key of the clean parquet file's metadata that holds :func:`data_adjustments` (JSON)."""
+
+
+def data_adjustments(info: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The corporate actions and price jumps of a :func:`clean_frame` info dict: what is stored
+    with the clean frame and shown in the symbol's report."""
+    return {"corporate_actions": list(info.get("corporate_actions", [])),
+            "price_jumps": list(info.get("price_jumps", []))}
 
 
 def feature_columns(columns: pd.DataFrame | Iterable[str]) -> list[str]:
@@ -253,7 +273,8 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     """Apply the cleaning policy (module docstring) and label the rows.
 
     Returns the clean frame and an info dict of counts, ``columns_derived`` (tech features
-    computed here), ``columns_dropped`` ({column: reason}) and ``feature_columns``. Raises
+    computed here), ``columns_dropped`` ({column: reason}), ``feature_columns``,
+    ``corporate_actions`` (the splits adjusted, rule 3a) and ``price_jumps`` (rule 8). Raises
     :class:`InputError` naming ``path``, the problem and the fix when the data is unusable.
     ``raw`` is not modified.
 
@@ -267,6 +288,7 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     pos = _sorted_unique_rows(raw, pos, info)
     pos = _rows_with_close(raw, pos, settings, path, info)
     df = raw.take(pos).reset_index(drop=True)
+    info["corporate_actions"] = adjust_splits(df, settings)  # rule 3a, in place
     _fill_ohlc(df, info)
     df = _with_technical_features(df, info)
 
@@ -279,7 +301,7 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     rows = _complete_rows(valid[:, use], len(raw), settings, path, info)
     df = _assemble(df, rows, feats, F[np.ix_(rows, np.flatnonzero(use))], dropped)
 
-    df = label_frame(df, settings, info)
+    df = label_frame(df, settings, info, path)
     info["rows_out"] = len(df)
     info["features"] = len(feats)
     info["feature_columns"] = feats
@@ -288,7 +310,38 @@ def clean_frame(raw: pd.DataFrame, settings: Settings, path: str = "",
     return df, info
 
 
-def label_frame(df: pd.DataFrame, settings: Settings, info: dict[str, Any]) -> pd.DataFrame:
+def _price_jumps(df: pd.DataFrame, r1: np.ndarray, settings: Settings, path: str,
+                 info: dict[str, Any]) -> np.ndarray:
+    """Row positions of the price jumps that are no split (splits are adjusted by now), noted in
+    ``info["price_jumps"]``; under ``jump_policy=fail`` the first one is an :class:`InputError`."""
+    if settings.jump_policy not in JUMP_POLICIES:
+        raise ValueError(f"unknown jump_policy {settings.jump_policy!r}; "
+                         f"known: {', '.join(JUMP_POLICIES)}")
+    jumps = np.flatnonzero(jump_mask(r1, settings))
+    info["price_jumps"] = []
+    if len(jumps) == 0:
+        return jumps
+    dates = df["date"].iloc[jumps].dt.strftime("%Y-%m-%d").tolist()
+    info["price_jumps"] = [{"date": d, "log_return": round(float(r1[j]), 4),
+                            "policy": settings.jump_policy}
+                           for d, j in zip(dates, jumps, strict=True)]
+    if settings.jump_policy == "fail":
+        j, close = int(jumps[0]), df["close"].to_numpy()
+        more = f" (and {len(jumps) - 1} more)" if len(jumps) > 1 else ""
+        raise InputError(
+            path,
+            f"price jump on {dates[0]}{more}: close {close[j - 1]:.4g} -> {close[j]:.4g}, a "
+            f"one-day log return of {r1[j]:+.3f} ({np.expm1(r1[j]):+.1%}; a jump is |log "
+            f"return| >= jump_log_return {settings.jump_log_return:g} or >= jump_sigmas "
+            f"{settings.jump_sigmas:g} robust std) that matches no split ratio",
+            "set jump_policy=exclude (leave the days it touches out of training and scoring) or "
+            "keep (use them as they are), or fix the file",
+        )
+    return jumps
+
+
+def label_frame(df: pd.DataFrame, settings: Settings, info: dict[str, Any],
+                path: str = "") -> pd.DataFrame:
     """UP / DOWN / FLAT of the log return from close[t] to close[t+h].
 
     FLAT when ``|fwd_return| <= band[t]``. The band depends on ``flat_rule``:
@@ -300,14 +353,32 @@ def label_frame(df: pd.DataFrame, settings: Settings, info: dict[str, Any]) -> p
       and FLAT is a real class (a fixed tiny band makes FLAT so rare that it is never predicted).
     - ``vol_fixed``: the same with a fixed ``k = flat_k``.
     - ``abs_fixed``: ``band = flat_abs``, one absolute band for every day.
+
+    Splits are back-adjusted before this (clean rule 3a), so a split day is an ordinary day.
+    A **price jump** that is no split (a day j with ``|log return| >= jump_log_return`` or
+    ``>= jump_sigmas`` robust std, see :mod:`lstm_assets.core.corporate_actions`) is noted in
+    ``info["price_jumps"]`` (date, log return, policy) and handled by ``jump_policy``:
+
+    - ``exclude`` (default): rows ``j - h .. j - 1`` (their forward return crosses the jump) and
+      ``j .. j + lookback - 1`` (their window holds the jump's return) get ``label = -1`` and
+      ``fwd_return = NaN``: no training, validation or test sample ends there
+      (``SequenceSet.end_rows``), the train-split fit of ``k`` skips them, and code that
+      relabels from ``fwd_return`` skips them too. ``vol_est`` is computed with the jump day's
+      return left out, so the FLAT band is not inflated for weeks after it.
+    - ``keep``: the rows are labelled as any other (and the jump is still noted).
+    - ``fail``: an :class:`InputError` naming ``path``, the date and the move.
     """
     h = settings.horizon
     df = df.copy()  # de-fragment before adding columns
     logc = np.log(df["close"].astype("float64"))
     r1 = logc.diff()
+    jumps = _price_jumps(df, r1.to_numpy(), settings, path, info)
+    fwd = logc.shift(-h) - logc
+    if settings.jump_policy == "exclude" and len(jumps):
+        r1.iloc[jumps] = np.nan  # the EWMA skips the jump's return
+        fwd[excluded_rows(jumps, len(df), h, settings.lookback)] = np.nan
     # past returns only; the first rows have no estimate yet and stay unlabelled (-1)
     vol = r1.ewm(halflife=settings.vol_halflife, min_periods=2).std() * np.sqrt(h)
-    fwd = logc.shift(-h) - logc
     z = (fwd / vol).to_numpy()
     if settings.flat_rule == "vol_quantile":
         bounds = split_bounds(len(df), settings)

@@ -40,7 +40,7 @@ class Settings:
     """A file with several bars a day: ``aggregate`` them to daily bars (first open, max high,
     min low, last close, summed volume; noted) or ``refuse`` the file with a clear message."""
     excel_dates: str = "convert"
-    """A date column of Excel serial numbers (e.g. 41134 = 2012-08-14): ``convert`` them
+    """A date column of Excel serial numbers (e.g. 41134 = 2012-08-13): ``convert`` them
     (noted) or ``refuse`` the file with a message naming Excel serial dates."""
 
     # ---- corporate actions and price jumps ------------------------------------------------
@@ -50,9 +50,12 @@ class Settings:
     and volume before it are back-adjusted and the adjustment recorded."""
     jump_log_return: float = 0.3
     """A one-day |log return| at least this large is a price jump whatever the volatility."""
-    jump_sigmas: float = 10.0
+    jump_sigmas: float = 20.0
     """A one-day |log return| at least this many robust standard deviations (1.4826 x the
-    median absolute deviation of the file's daily log returns) is a price jump too."""
+    median absolute deviation of the file's daily log returns) is a price jump too: a bad print
+    or a corporate action on a calm stock. Daily returns are fat-tailed (about Student-t with 3-4
+    degrees of freedom): a real move passes 10 robust sd about once in a few years per stock
+    (an earnings day, which belongs in training and scoring), 20 about once in decades."""
     jump_policy: str = "exclude"
     """A price jump that is no split: ``exclude`` (its day's label and every window that spans
     it are left out of training and scoring), ``keep`` (used as it is) or ``fail`` the file.

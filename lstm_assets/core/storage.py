@@ -282,17 +282,36 @@ def read_json(path: AnyPath) -> Any:
     return json.loads(read_text(path))
 
 
-def write_parquet(target: AnyPath, df: pd.DataFrame) -> None:
+def write_parquet(target: AnyPath, df: pd.DataFrame,
+                  metadata: dict[str, Any] | None = None) -> None:
     """Write ``df`` (without its index) atomically.
 
     Float columns are written without dictionary encoding: prices and features almost never
     repeat, so building the dictionary only to discard it cost ~3/4 of the write time of a clean
     frame and made the file a third larger. Other columns (dates, labels, names) keep it.
+    ``metadata``: extra key-value pairs of the file's schema metadata, each value stored as JSON
+    text (read back with :func:`parquet_metadata`).
     """
     floats = {c for c, t in df.dtypes.items() if pd.api.types.is_float_dtype(t)}
     dictionary = [str(c) for c in df.columns if c not in floats]
     with atomic_path(target) as tmp:
-        df.to_parquet(tmp, index=False, use_dictionary=dictionary)
+        if not metadata:
+            df.to_parquet(tmp, index=False, use_dictionary=dictionary)
+            return
+        # what DataFrame.to_parquet does, with the extra keys added to the schema metadata
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        extra = {k.encode(): to_json(v).encode() for k, v in metadata.items()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
+        pq.write_table(table, tmp, use_dictionary=dictionary)
+
+
+def parquet_metadata(path: AnyPath, key: str) -> Any:
+    """The value :func:`write_parquet` stored under ``key`` in the file's metadata (decoded
+    JSON), or None when the file has no such key. Reads the footer only (a store object too:
+    its file object seeks)."""
+    with open_binary(path) as fh:
+        value = (pq.read_schema(fh).metadata or {}).get(key.encode())
+    return None if value is None else json.loads(value)
 
 
 def read_parquet(path: AnyPath, **kwargs: Any) -> pd.DataFrame:

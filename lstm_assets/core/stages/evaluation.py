@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 
 from lstm_assets.core import report as report_mod
+from lstm_assets.core.clean import DATA_ADJUSTMENTS_KEY
 from lstm_assets.core.evaluate import evaluate, load_truth
 from lstm_assets.core.model import (
     LoadedModel,
 )
 from lstm_assets.core.settings import CLASSES, Settings
-from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences
-from lstm_assets.core.storage import write_parquet
+from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences, upstream
+from lstm_assets.core.storage import parquet_metadata, write_parquet
 from lstm_assets.core.walkforward import walk_forward
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,11 @@ def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, A
     proba = model.predict_proba(seq.X, te)
     rep = evaluate(seq, frame, proba, settings, load_truth(layout.truth_dir, symbol))
     rep["symbol"] = symbol
+    # the splits adjusted and the price jumps found when the clean frame was made (run_clean);
+    # None for a clean frame written without them
+    rep["data_adjustments"] = parquet_metadata(
+        upstream(layout.warehouse.clean_frame(symbol), "clean_frames", symbol),
+        DATA_ADJUSTMENTS_KEY)
     if settings.walk_forward_folds > 0:
         rep["walk_forward"] = walk_forward(frame, settings, settings.walk_forward_folds)
     rep["training"] = {k: model.config["training"].get(k) for k in
