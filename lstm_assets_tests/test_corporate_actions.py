@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lstm_assets.core.clean import DATA_ADJUSTMENTS_KEY, clean_frame
+from lstm_assets.core.clean import DATA_ADJUSTMENTS_KEY, EXCLUDED_LABEL, clean_frame
 from lstm_assets.core.corporate_actions import excluded_rows, find_splits, nearest_ratio
 from lstm_assets.core.ingest import read_raw
 from lstm_assets.core.report import _data_adjustments_lines
@@ -188,7 +188,7 @@ def test_corporate_action_jump_excluded(tmp_path: Path, tiny: Settings, horizon:
     window[j - h:j + lb] = True
     np.testing.assert_array_equal(excluded_rows(np.array([j]), n, h, lb), window)
     label = frame["label"].to_numpy()
-    assert (label[window] == -1).all() and frame["fwd_return"][window].isna().all()
+    assert (label[window] == EXCLUDED_LABEL).all() and frame["fwd_return"][window].isna().all()
     # no other row lost its label: only the last h rows and the volatility warm-up have none
     other = ~window & ~frame["vol_est"].isna().to_numpy()
     other[n - h:] = False
@@ -204,6 +204,32 @@ def test_corporate_action_jump_excluded(tmp_path: Path, tiny: Settings, horizon:
     np.testing.assert_allclose(frame["vol_est"].to_numpy()[after],
                                ref["vol_est"].to_numpy()[after], rtol=0.15)
     assert (keep["vol_est"].to_numpy()[after] > 3 * ref["vol_est"].to_numpy()[after]).all()
+
+
+def test_corporate_action_jump_in_train_split_left_out_of_the_scaler(tmp_path: Path,
+                                                                     tiny: Settings) -> None:
+    """A jump inside the train split: the rows it spoils (label EXCLUDED_LABEL) are left out
+    of the scaler's fit, so the 1-day return's scale is that of the file without the jump."""
+    base = bars(seed=6)
+    df = shifted(base, 150, 0.55, 1.0)
+    frame, info = clean(tmp_path, df, tiny)
+    seq, _ = build_sequences(frame, tiny)
+    j = row_of(frame, date_of(base, 150))
+    assert j < seq.bounds.train_end and (frame["label"].to_numpy()[j] == EXCLUDED_LABEL)
+    ref_seq, _ = build_sequences(clean(tmp_path, base, tiny, "REF.csv")[0], tiny)
+    kept = clean(tmp_path, df, tiny.replace(jump_policy="keep"), "KEEP.csv")[0]
+    keep_seq, _ = build_sequences(kept, tiny)
+    col = seq.features.index("tech_ret_1")
+    assert seq.scale[col] == pytest.approx(ref_seq.scale[col], rel=0.05)
+    assert keep_seq.scale[col] > 1.5 * ref_seq.scale[col]  # what the jump does when kept
+    # the parquet path (the sequences stage) fits the same scaler
+    layout = Layout.from_dirs(tmp_path / "raw", tmp_path / "wh")
+    (tmp_path / "raw").mkdir()
+    df.to_csv(tmp_path / "raw" / "XYZ.csv", index=False)
+    run_clean(layout, "XYZ", tiny)
+    from lstm_assets.core.sequences import build_sequences_from_parquet
+    stage_seq, _ = build_sequences_from_parquet(layout.warehouse.clean_frame("XYZ"), tiny)
+    assert stage_seq.scale[col] == pytest.approx(ref_seq.scale[col], rel=0.05)
 
 
 def test_corporate_action_jump_kept(tmp_path: Path, tiny: Settings) -> None:

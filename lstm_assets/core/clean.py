@@ -33,7 +33,7 @@ Cleaning policy, in order (every count lands in the returned info and in the ass
 A feature constant over the train rows is kept; the scaler gives it scale 1 (see ``sequences``).
 The frame keeps the raw OHLCV (not model inputs: price levels are not stationary) and the label
 helpers ``vol_est``, ``fwd_return``, ``band``, ``label`` (0 DOWN, 1 FLAT, 2 UP, -1 for the last
-``horizon`` rows whose future is not known yet, which feed next-day signals, and for the rows a
+``horizon`` rows whose future is not known yet, which feed next-day signals; -2 for the rows a
 price jump excludes). The records of rules 3a and 8 are stored with the frame (the parquet
 file's :data:`DATA_ADJUSTMENTS_KEY` metadata, see :func:`data_adjustments`).
 """
@@ -55,6 +55,10 @@ from lstm_assets.core.storage import InputError
 LABEL_COLS = ("vol_est", "fwd_return", "band", "label")
 NON_FEATURES = ("date", *OHLCV, *LABEL_COLS)
 JUMP_POLICIES = ("exclude", "keep", "fail")
+EXCLUDED_LABEL = -2
+"""The label of a row a price jump spoils (``jump_policy=exclude``): never a sample, and left
+out of the scaler's fit (its features hold the jump). -1 is a row with no label at all."""
+
 DATA_ADJUSTMENTS_KEY = "lstm_assets.data_adjustments"
 """Key of the clean parquet file's metadata that holds :func:`data_adjustments` (JSON)."""
 
@@ -360,11 +364,12 @@ def label_frame(df: pd.DataFrame, settings: Settings, info: dict[str, Any],
     ``info["price_jumps"]`` (date, log return, policy) and handled by ``jump_policy``:
 
     - ``exclude`` (default): rows ``j - h .. j - 1`` (their forward return crosses the jump) and
-      ``j .. j + lookback - 1`` (their window holds the jump's return) get ``label = -1`` and
-      ``fwd_return = NaN``: no training, validation or test sample ends there
-      (``SequenceSet.end_rows``), the train-split fit of ``k`` skips them, and code that
-      relabels from ``fwd_return`` skips them too. ``vol_est`` is computed with the jump day's
-      return left out, so the FLAT band is not inflated for weeks after it.
+      ``j .. j + lookback - 1`` (their window holds the jump's return) get ``label =
+      EXCLUDED_LABEL`` (-2) and ``fwd_return = NaN``: no training, validation or test sample
+      ends there (``SequenceSet.end_rows``), the train-split fit of ``k`` and of the feature
+      scaler skip them, and code that relabels from ``fwd_return`` skips them too. ``vol_est``
+      is computed with the jump day's return left out, so the FLAT band is not inflated for
+      weeks after it.
     - ``keep``: the rows are labelled as any other (and the jump is still noted).
     - ``fail``: an :class:`InputError` naming ``path``, the date and the move.
     """
@@ -374,9 +379,11 @@ def label_frame(df: pd.DataFrame, settings: Settings, info: dict[str, Any],
     r1 = logc.diff()
     jumps = _price_jumps(df, r1.to_numpy(), settings, path, info)
     fwd = logc.shift(-h) - logc
+    spoiled = np.zeros(len(df), dtype=bool)
     if settings.jump_policy == "exclude" and len(jumps):
         r1.iloc[jumps] = np.nan  # the EWMA skips the jump's return
-        fwd[excluded_rows(jumps, len(df), h, settings.lookback)] = np.nan
+        spoiled = excluded_rows(jumps, len(df), h, settings.lookback)
+        fwd[spoiled] = np.nan
     # past returns only; the first rows have no estimate yet and stay unlabelled (-1)
     vol = r1.ewm(halflife=settings.vol_halflife, min_periods=2).std() * np.sqrt(h)
     z = (fwd / vol).to_numpy()
@@ -396,6 +403,7 @@ def label_frame(df: pd.DataFrame, settings: Settings, info: dict[str, Any],
         raise ValueError(f"unknown flat_rule {settings.flat_rule!r}")
     label = np.where(fwd > band, 2, np.where(fwd < -band, 0, 1)).astype("int8")
     label[(fwd.isna() | band.isna()).to_numpy()] = -1
+    label[spoiled] = EXCLUDED_LABEL
     df = df.assign(vol_est=vol.astype("float64"), fwd_return=fwd, band=band.astype("float64"),
                    label=label)
     info["label_rule"] = {"flat_rule": settings.flat_rule, "k": k, "horizon": h,

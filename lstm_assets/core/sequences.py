@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 from sklearn.preprocessing import StandardScaler
 
-from lstm_assets.core.clean import feature_columns
+from lstm_assets.core.clean import EXCLUDED_LABEL, feature_columns
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.splits import Bounds, split_bounds
 from lstm_assets.core.storage import (
@@ -82,10 +82,11 @@ ReadBlock = Callable[[list[str]], np.ndarray]
 """Feature columns -> their values as a (rows, columns) float32 array."""
 
 
-def _scaled_matrix(rows: int, feats: list[str], read_block: ReadBlock,
-                   train_end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _scaled_matrix(rows: int, feats: list[str], read_block: ReadBlock, train_end: int,
+                   y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The scaled, clipped matrix, filled ``SCALER_BLOCK`` columns at a time, and the scaler's
-    mean, scale and variance per column (float64; fit on rows ``< train_end``).
+    mean, scale and variance per column (float64; fit on rows ``< train_end``, without the rows
+    a price jump spoils: label ``EXCLUDED_LABEL``, see :func:`~lstm_assets.core.clean.label_frame`).
 
     The matrix is C-ordered (row-major): what training slices windows from, so training uses
     it as it is loaded, without a contiguous copy. Each block is fit and scaled column-major
@@ -95,9 +96,11 @@ def _scaled_matrix(rows: int, feats: list[str], read_block: ReadBlock,
     """
     X = np.empty((rows, len(feats)), dtype=np.float32)
     mean, scale, var = [], [], []
+    spoiled = y[:train_end] == EXCLUDED_LABEL
     for j in range(0, len(feats), SCALER_BLOCK):
         block = np.asfortranarray(read_block(feats[j:j + SCALER_BLOCK]), dtype=np.float32)
-        scaler = StandardScaler(copy=False).fit(block[:train_end])
+        fit_rows = block[:train_end][~spoiled] if spoiled.any() else block[:train_end]
+        scaler = StandardScaler(copy=False).fit(fit_rows)
         block = scaler.transform(block)  # in place (copy=False)
         np.clip(block, -CLIP, CLIP, out=block)
         X[:, j:j + block.shape[1]] = block
@@ -141,10 +144,10 @@ def build_sequences(frame: pd.DataFrame, settings: Settings,
     """Clean frame -> :class:`SequenceSet` (scaler fit on the train rows) and its metadata."""
     bounds = _bounds(len(frame), settings, path)
     feats = feature_columns(frame)
+    y = frame["label"].to_numpy(dtype=np.int8)
     X, mean, scale, var = _scaled_matrix(  # copy=True: a block is scaled in place
         len(frame), feats, lambda cols: frame[cols].to_numpy(dtype=np.float32, copy=True),
-        bounds.train_end)
-    y = frame["label"].to_numpy(dtype=np.int8)
+        bounds.train_end, y)
     return _assemble(X, y, frame["date"].to_numpy(), bounds, feats, mean, scale, var, settings)
 
 
@@ -188,8 +191,8 @@ def build_sequences_from_parquet(path: AnyPath, settings: Settings) -> tuple[Seq
                 out[i] = column(col)
             return out.T
 
-        X, mean, scale, var = _scaled_matrix(rows, feats, read_block, bounds.train_end)
         y = column("label").astype(np.int8)
+        X, mean, scale, var = _scaled_matrix(rows, feats, read_block, bounds.train_end, y)
         dates = column("date")
     return _assemble(X, y, dates, bounds, feats, mean, scale, var, settings)
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_assets.core.clean import EXCLUDED_LABEL
 from lstm_assets.core.settings import CLASSES, Settings
 from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences
 
@@ -53,7 +54,7 @@ def check_clean_frame(layout: Layout, symbol: str, settings: Settings) -> dict[s
         "bad_dates": int(dates.isna().sum()),
         "duplicate_dates": int(dates.duplicated().sum()),
         "unsorted_dates": int((dates.diff().dt.total_seconds() <= 0).sum()),
-        "bad_labels": int((~np.isin(labels, [-1, 0, 1, 2])).sum()),
+        "bad_labels": int((~np.isin(labels, [EXCLUDED_LABEL, -1, 0, 1, 2])).sum()),
     }
     need = min_rows(settings)
     failed = [k for k, v in problems.items() if v]
