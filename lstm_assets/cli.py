@@ -1,4 +1,9 @@
-"""``lstm-assets`` command line: demo data, the main job, the UI, the demo honesty check.
+"""``lstm-assets`` command line: demo data, a check of raw files, the main job, the UI, the demo
+honesty check.
+
+Exit codes (``check``, ``run``, ``backfill --wait``): 0 every symbol ok; 1 some symbols failed
+(the others were done); 2 the command could not run at all (no such folder, no raw files, an
+unknown symbol, a bad argument or environment variable).
 
 Folder defaults come from the environment (``LSTM_RAW_DIR``, ``LSTM_WAREHOUSE_DIR``,
 ``LSTM_TRUTH_DIR``) through :class:`lstm_assets.core.config.ProjectConfig`, where every variable
@@ -19,6 +24,10 @@ from lstm_assets.core.config import RAW_DIR, ConfigError, ProjectConfig, export_
 from lstm_assets.core.settings import Settings, parse_overrides
 
 DEFAULT_RUN_SYMBOLS = 8
+EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+EXIT_CODES = ("exit codes: 0 every symbol ok; 1 some symbols failed (the others were done); "
+              "2 could not run at all (no such folder, no raw files, an unknown symbol, a bad "
+              "argument)")
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -37,8 +46,191 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- check -------------------------------------------------------------------------------------
+
+DEFECT_KEYS = {"junk_cells": "junk cells", "inf_cells": "infinite cells",
+               "bad_lines": "bad lines", "missing_cells": "missing cells",
+               "bad_dates": "bad dates", "duplicate_dates": "duplicate dates"}
+
+
+def _defects(raw: dict[str, Any]) -> dict[str, int]:
+    """The defects the raw stage found, by kind (only those present)."""
+    out = {k: int(raw.get(k) or 0) for k in DEFECT_KEYS if raw.get(k)}
+    if raw.get("unsorted"):
+        out["unsorted"] = 1
+    return out
+
+
+def _few(items: list[str], most: int = 3) -> str:
+    return ", ".join(items[:most]) + (f" (+{len(items) - most} more)" if len(items) > most else "")
+
+
+def _action_text(a: dict[str, Any]) -> str:
+    """``2014-06-09 split 7:1`` (the ratio as new shares : old shares)."""
+    from fractions import Fraction
+
+    ratio = a.get("ratio")
+    ratio_text = ""
+    if isinstance(ratio, int | float) and ratio > 0:
+        f = Fraction(ratio).limit_denominator(100)
+        ratio_text = f" {f.numerator}:{f.denominator}"
+    elif ratio:
+        ratio_text = f" {ratio}"
+    vol = "" if a.get("volume_confirmed") in (None, True) else " (volume not confirmed)"
+    return f"{a.get('date')} {a.get('kind', 'action')}{ratio_text}{vol}"
+
+
+def _jump_text(j: dict[str, Any]) -> str:
+    lr = j.get("log_return")
+    size = f" {lr:+.2f}" if isinstance(lr, int | float) else ""
+    return f"{j.get('date')}{size} ({j.get('policy', '?')})"
+
+
+def _record(symbol: str | None, file: str | None) -> dict[str, Any]:
+    """A check record before any stage ran: ``rows``/``first_date``/``last_date`` describe the
+    file, ``clean_*`` the rows kept after cleaning (feature warm-up, dropped rows)."""
+    return {"symbol": symbol, "file": file, "ok": False, "rows": None, "first_date": None,
+            "last_date": None, "clean_rows": None, "clean_first_date": None,
+            "clean_last_date": None, "samples": None, "corporate_actions": [],
+            "price_jumps": [], "notes": [], "defects": {}, "failed_stage": None, "error": None}
+
+
+def check_symbol(layout: Any, symbol: str, settings: Settings) -> dict[str, Any]:
+    """The data stages (raw -> clean -> sequences) for one symbol, as a check record: rows, date
+    range, corporate actions adjusted, price jumps, notes, defects, or the failure's message."""
+    from lstm_assets.core import stages
+    from lstm_assets.core.storage import InputError
+
+    rec = _record(symbol, None)
+    stage = "raw"
+    try:
+        raw = stages.run_raw(layout, symbol)
+        rec.update(file=raw.get("file"), rows=raw.get("rows"), first_date=raw.get("first_date"),
+                   last_date=raw.get("last_date"), notes=list(raw.get("notes") or []),
+                   defects=_defects(raw))
+        stage = "clean"
+        clean = stages.run_clean(layout, symbol, settings)
+        rec.update(clean_rows=clean.get("rows_out"), clean_first_date=clean.get("date_first"),
+                   clean_last_date=clean.get("date_last"),
+                   corporate_actions=list(clean.get("corporate_actions", []) or []),
+                   price_jumps=list(clean.get("price_jumps", []) or []))
+        rec["notes"] += [n for n in clean.get("notes") or [] if n not in rec["notes"]]
+        stage = "sequences"
+        seq = stages.run_sequences(layout, symbol, settings)
+        rec["samples"] = seq.get("samples")
+        rec["ok"] = True
+    except Exception as e:  # noqa: BLE001 - one symbol's failure is its record, not the run's
+        rec["failed_stage"] = stage
+        rec["error"] = str(e) if isinstance(e, InputError) else f"{e.__class__.__name__}: {e}"
+    return rec
+
+
+def check_line(rec: dict[str, Any]) -> str:
+    """One line of ``lstm-assets check`` output for a record of :func:`check_symbol`."""
+    name = rec["symbol"] or (Path(rec["file"]).name if rec.get("file") else "?")
+    if not rec["ok"]:
+        where = f" ({rec['failed_stage']} stage)" if rec.get("failed_stage") else ""
+        return f"{name}: FAILED{where}: {rec['error']}"
+    acts, jumps = rec["corporate_actions"], rec["price_jumps"]
+    defects = [f"{v:,} {DEFECT_KEYS[k]}" if k in DEFECT_KEYS else k
+               for k, v in rec["defects"].items()]
+    parts = [
+        f"{name}: ok",
+        f"{rec['rows']:,} rows {rec['first_date']}..{rec['last_date']} "
+        f"({rec['clean_rows']:,} kept from {rec['clean_first_date']})",
+        f"adjusted: {_few([_action_text(a) for a in acts]) if acts else 'none'}",
+        f"price jumps: {_few([_jump_text(j) for j in jumps]) if jumps else 'none'}",
+        f"defects: {', '.join(defects) if defects else 'none'}",
+    ]
+    if rec["notes"]:
+        parts.append(f"notes: {_few([str(n) for n in rec['notes']], 2)}")
+    return "; ".join(parts)
+
+
+def _unusable_files(raw: Path, listed: dict[str, Path]) -> list[dict[str, Any]]:
+    """Failed records for files that cannot become a symbol (unsupported type, bad name); a
+    symbol with two files fails on its own line instead."""
+    from lstm_assets.core.ingest import invalid_raw_files
+
+    listed_paths = {str(p) for p in listed.values()}
+    out = []
+    for msg in invalid_raw_files(raw):
+        path = msg.split(": ", 1)[0]
+        if path in listed_paths:
+            continue
+        out.append({**_record(None, path), "failed_stage": "raw", "error": msg})
+    return out
+
+
+def _selected(arg: str, files: dict[str, Path]) -> list[str]:
+    """The symbols ``--symbols`` names (all files for 'all' or empty), upper-cased."""
+    if arg in ("all", ""):
+        return sorted(files)
+    return [s.strip().upper() for s in arg.split(",") if s.strip()]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The data stages only, for every raw file: one line per file, a summary, an exit code."""
+    import json
+    import tempfile
+
+    from tqdm import tqdm
+
+    from lstm_assets.core.ingest import list_raw_files
+    from lstm_assets.core.stages import Layout
+
+    raw = Path(args.raw_dir)
+    if not raw.is_dir():
+        print(f"lstm-assets check: no such folder: {raw}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    settings = Settings(**{**ProjectConfig.from_env().settings, **parse_overrides(args.set)})
+    files = list_raw_files(raw)
+    symbols = _selected(args.symbols, files)
+    missing = [s for s in symbols if s not in files]
+    if missing:
+        print(f"lstm-assets check: no raw file for {', '.join(missing)} in {raw}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    records = [] if args.symbols not in ("all", "") else _unusable_files(raw, files)
+    if not symbols:
+        for rec in records:
+            print(check_line(rec), file=sys.stderr)
+        print(f"lstm-assets check: no raw files in {raw} (SYMBOL.csv, .csv.gz or .parquet)",
+              file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    out = sys.stderr if args.json == "-" else sys.stdout  # stdout holds the JSON then
+    for rec in records:
+        tqdm.write(check_line(rec), file=out)
+    with tempfile.TemporaryDirectory(prefix="lstm-check-") as tmp:
+        layout = Layout.from_dirs(raw, args.warehouse_dir or tmp)
+        with tqdm(total=len(symbols), desc="check", unit="file", file=sys.stderr,
+                  disable=not sys.stderr.isatty()) as bar:
+            for sym in symbols:
+                rec = check_symbol(layout, sym, settings)
+                records.append(rec)
+                tqdm.write(check_line(rec), file=out)
+                bar.update()
+    ok = sum(r["ok"] for r in records)
+    failed = len(records) - ok
+    adjusted = sum(bool(r["corporate_actions"]) for r in records)
+    code = EXIT_SOME_FAILED if failed else EXIT_OK
+    print(f"{ok} files ok, {failed} failed, {adjusted} with adjustments (exit {code})", file=out)
+    if args.warehouse_dir:
+        print(f"artifacts: {args.warehouse_dir}", file=out)
+    if args.json:
+        text = json.dumps(records, indent=2, default=str) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json).write_text(text)
+    return code
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    """The main job: demo data if the raw folder is empty, then the chain, then the leaderboard."""
+    """The main job: demo data if the raw folder is empty, then the chain, then the leaderboard.
+
+    Exit code 0 when every symbol (and the leaderboard) succeeded, 1 when some symbol failed or
+    a file in the raw folder could not be used (the others were done), 2 when a symbol named by
+    ``--symbols`` has no raw file (nothing is run)."""
     from lstm_assets.core.demo import DemoSpec, generate
     from lstm_assets.core.ingest import invalid_raw_files, list_raw_files
     from lstm_assets.instance import ensure_dagster_home
@@ -50,7 +242,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{raw} has no raw files: writing {args.demo_symbols} demo symbols "
               f"({args.demo_years} years, signal mode)")
         generate(raw, DemoSpec(symbols=args.demo_symbols, years=args.demo_years))
-    for msg in invalid_raw_files(raw):
+    skipped = invalid_raw_files(raw)
+    for msg in skipped:
         print(f"skipped: {msg}")
 
     import dagster as dg
@@ -63,6 +256,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     files = sorted(list_raw_files(raw))
     symbols = files if args.symbols in ("all", "") else [s.strip().upper()
                                                          for s in args.symbols.split(",")]
+    missing = [s for s in symbols if s not in files]
+    if missing:
+        print(f"no raw file for {', '.join(missing)} in {raw}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     # settings and folders go in the run config: the definitions may have been imported (and
     # their resources built from the environment) before this command set LSTM_RAW_DIR
     settings = Settings(**{**settings_from_env().to_core().as_dict(), **parse_overrides(args.set)})
@@ -104,7 +301,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("UI: lstm-assets ui   (then open http://127.0.0.1:3000)")
     if failed:
         print(f"{len(failed)} symbol(s) failed: {', '.join(failed)}")
-    return 1 if failed and len(failed) == len(symbols) else 0
+    if skipped:
+        print(f"{len(skipped)} file(s) skipped (see 'skipped:' above)")
+    every_file = args.symbols in ("all", "")  # a skipped file counts when all were asked for
+    return EXIT_SOME_FAILED if failed or (skipped and every_file) or not lb.success else EXIT_OK
 
 
 def _contiguous(keys: list[str], order: list[str]) -> list[list[str]]:
@@ -215,17 +415,32 @@ def cmd_honesty(args: argparse.Namespace) -> int:
     return 0
 
 
+def cannot_run(message: str) -> SystemExit:
+    """A ``SystemExit`` for a command that could not run: prints ``message`` to stderr and
+    carries it (``str(exc)``) with exit code 2."""
+    print(message, file=sys.stderr)
+    exc = SystemExit(message)
+    exc.code = EXIT_CANNOT_RUN
+    return exc
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns its exit code (a command that cannot run exits with 2)."""
     try:
         return _main(argv)
     except ConfigError as e:  # a bad environment variable: its name and value, no traceback
-        raise SystemExit(f"lstm-assets: {e}") from None
+        raise cannot_run(f"lstm-assets: {e}") from None
+    except SystemExit as e:  # a bad --set, an unknown section...: a message, exit code 2
+        if isinstance(e.code, str):
+            raise cannot_run(e.code) from None
+        raise
 
 
 def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = ProjectConfig.from_env()
-    p = argparse.ArgumentParser(prog="lstm-assets", description=__doc__)
+    p = argparse.ArgumentParser(prog="lstm-assets", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     d = sub.add_parser("demo-data", help="write synthetic per-symbol raw files")
@@ -237,7 +452,24 @@ def _main(argv: list[str] | None) -> int:
     d.add_argument("--out", default=RAW_DIR)
     d.set_defaults(func=cmd_demo_data)
 
-    r = sub.add_parser("run", help="the main job: (demo data,) the chain, the leaderboard")
+    c = sub.add_parser(
+        "check", help="check raw files: the data stages only, one line per file",
+        description="Run the data stages (raw -> clean -> sequences) on each raw file and print "
+        "one line per file: rows, date range, corporate actions adjusted, price jumps, notes, "
+        "defects found, or why it failed; then a summary line.", epilog=EXIT_CODES)
+    c.add_argument("--raw-dir", default=cfg.raw_dir)
+    c.add_argument("--warehouse-dir", default="",
+                   help="keep the artifacts here (default: a temporary folder, removed after)")
+    c.add_argument("--symbols", default="all", help="comma-separated, or 'all' (default)")
+    c.add_argument("--json", default="", metavar="PATH|-",
+                   help="write the per-file records as JSON to PATH, or to stdout with '-' (the "
+                   "lines then go to stderr)")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set lookback=30")
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("run", help="the main job: (demo data,) the chain, the leaderboard",
+                       epilog=EXIT_CODES)
     r.add_argument("--symbols", default="all", help="comma-separated, or 'all' (default)")
     r.add_argument("--raw-dir", default=cfg.raw_dir)
     r.add_argument("--warehouse-dir", default=cfg.warehouse_dir)

@@ -11,6 +11,11 @@ run per symbol: minutes of launch overhead for 164 symbols.)
 With ``--wait`` it follows the backfill to the end, starting a ``dagster-daemon`` for the
 duration when none is running, and prints the timing: wall time, time inside the steps (the
 asset bodies), and the difference, the orchestration overhead.
+
+Exit codes (see :func:`backfill_exit_code`): 0 queued (without ``--wait``) or every partition
+succeeded; 1 some partitions failed, the backfill failed or was canceled, a summary job failed,
+or it did not finish within ``--timeout``; 2 it could not start (no raw files, an unknown
+symbol, a bad ``--set``, no daemon).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from lstm_assets.core.config import ProjectConfig, child_env
 
 SUMMARY_ASSETS = ["leaderboard", "latest_signals"]
 TERMINAL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+SUCCESS = {"COMPLETED", "COMPLETED_SUCCESS"}  # terminal statuses of a backfill that did its work
+FAILED_RUN = {"FAILURE", "CANCELED"}  # run statuses of a partition (range) that did not succeed
+EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
+EXIT_CODES = ("exit codes: 0 queued (without --wait) or every partition succeeded; 1 some "
+              "partitions failed (the others were done), or the backfill failed, was canceled "
+              "or timed out; 2 could not start (no raw files, an unknown symbol, a bad argument)")
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +47,8 @@ def register(subparsers: Any) -> None:
     ``LSTM_RAW_DIR`` / ``LSTM_WAREHOUSE_DIR`` / ``LSTM_TRUTH_DIR``)."""
     cfg = ProjectConfig.from_env()
     b = subparsers.add_parser(
-        "backfill", help="queue a fast asset backfill of all (or some) symbols for the daemon")
+        "backfill", help="queue a fast asset backfill of all (or some) symbols for the daemon",
+        epilog=EXIT_CODES)
     b.add_argument("--symbols", default="all", help="comma-separated, or 'all' (default)")
     b.add_argument("--raw-dir", default=cfg.raw_dir)
     b.add_argument("--warehouse-dir", default=cfg.warehouse_dir)
@@ -168,6 +180,17 @@ def wait_for_backfill(instance: Any, backfill_id: str, timeout: float,
     raise TimeoutError(f"backfill {backfill_id} still {last} after {timeout:.0f} s")
 
 
+def backfill_exit_code(status: str | None, failed_runs: int = 0,
+                       summary_ok: bool = True) -> int:
+    """The exit code of ``backfill --wait`` from the backfill's final ``status`` (``None``: it
+    never finished), the number of its runs that failed and whether the summary jobs succeeded:
+    0 all done, 1 some partitions (or the summary) failed, or the backfill failed, was canceled
+    or timed out. (2, could not start, is returned before a backfill exists.)"""
+    if status in SUCCESS and failed_runs == 0 and summary_ok:
+        return EXIT_OK
+    return EXIT_SOME_FAILED
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -180,13 +203,13 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     files = sorted(list_raw_files(raw))
     if not files:
         print(f"{raw} has no raw files (try: lstm-assets demo-data --out {raw})")
-        return 2
+        return EXIT_CANNOT_RUN
     symbols = files if args.symbols in ("all", "") else [s.strip().upper()
                                                          for s in args.symbols.split(",")]
     missing = sorted(set(symbols) - set(files))
     if missing:
         print(f"no raw file for {missing} in {raw}")
-        return 2
+        return EXIT_CANNOT_RUN
     overrides = parse_overrides(args.set)
     # folders and settings travel in the run config, so they hold whatever the daemon's env is
     run_config: dict[str, Any] = {"resources": {
@@ -205,41 +228,54 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         if not args.wait:
             print("the daemon runs it (lstm-assets ui starts one); follow it in the UI under "
                   "Overview > Backfills, or add --wait")
-            return 0
+            return EXIT_OK
         try:
             if not daemon_running(instance):
                 env = child_env({"DAGSTER_HOME": str(home), "LSTM_AUTOMATION": "off"})
-                daemon = start_daemon(env, home / "backfill_daemon.log")
+                try:
+                    daemon = start_daemon(env, home / "backfill_daemon.log")
+                except OSError as e:
+                    print(f"could not start dagster-daemon: {e}", file=sys.stderr)
+                    return EXIT_CANNOT_RUN
                 print(f"started dagster-daemon (pid {daemon.pid}, log "
                       f"{home / 'backfill_daemon.log'})")
-            status = wait_for_backfill(instance, bid, args.timeout)
+            status: str | None = None
+            try:
+                status = wait_for_backfill(instance, bid, args.timeout)
+            except TimeoutError as e:
+                print(f"{e}; it goes on with a daemon (see the UI)", file=sys.stderr)
             t_done = time.time()
         finally:
             if daemon is not None:
                 stop_daemon(daemon)
         timing = backfill_timing(instance, bid, t_submit, t_done)
-        if not args.no_summary:
-            timing["summary_seconds"] = run_summary_assets(instance, run_config)
-    timing["status"] = status
+        summary_ok = True
+        if not args.no_summary and status is not None:
+            timing["summary_seconds"], summary_ok = run_summary_assets(instance, run_config)
+    timing["status"] = status or "TIMED_OUT"
     timing["symbols"] = len(symbols)
-    print(f"{status}: {timing['runs']} runs, wall {timing['wall_seconds']} s, inside steps "
-          f"{timing['in_steps_seconds']} s, orchestration overhead "
-          f"{timing['overhead_seconds']} s")
+    failed_runs = sum(r["status"] in FAILED_RUN for r in timing["per_run"])
+    print(f"{timing['status']}: {timing['runs']} runs ({failed_runs} failed), wall "
+          f"{timing['wall_seconds']} s, inside steps {timing['in_steps_seconds']} s, "
+          f"orchestration overhead {timing['overhead_seconds']} s")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(timing, indent=2) + "\n")
-    return 0 if status == "COMPLETED_SUCCESS" else 1
+    return backfill_exit_code(status, failed_runs, summary_ok)
 
 
-def run_summary_assets(instance: Any, run_config: dict[str, Any]) -> float:
-    """Leaderboard and latest_signals, in this process (seconds taken)."""
+def run_summary_assets(instance: Any, run_config: dict[str, Any]) -> tuple[float, bool]:
+    """Leaderboard and latest_signals, in this process: seconds taken, and whether both
+    succeeded."""
     from lstm_assets.definitions import defs
 
     t0 = time.time()
+    ok = True
     for job in ("leaderboard_job", "signals_job"):
         res = defs.resolve_job_def(job).execute_in_process(
             instance=instance, run_config=run_config, raise_on_error=False)
+        ok = ok and res.success
         print(f"{job}: {'ok' if res.success else 'FAILED (see the run in the UI)'}")
-    return round(time.time() - t0, 1)
+    return round(time.time() - t0, 1), ok
 
 
 # ---- signals -----------------------------------------------------------------------------------

@@ -301,3 +301,25 @@ def test_corporate_action_in_evaluation_report(tmp_path: Path, tiny: Settings) -
     assert "Data adjustments:" in md and "split 2:1" in md and date_of(base, 520) in md
     calm = layout.warehouse.report("CALM", ".md").read_text()
     assert "Data adjustments: none" in calm
+
+
+def test_corporate_action_jump_in_latest_window_abstains(tmp_path: Path, tiny: Settings) -> None:
+    """A jump in the last ``lookback`` days: the model never trained on such a window, so the
+    next-day signal abstains and says why; without the jump it does not say so."""
+    from lstm_assets.core.signals import ABSTAIN, latest_signals
+
+    raw_dir = tmp_path / "raw"
+    raw_dir.mkdir()
+    base = bars(seed=11)
+    n = len(base)
+    shifted(base, n - 5, 0.55).to_csv(raw_dir / "LATE.csv", index=False)
+    base.to_csv(raw_dir / "CALM.csv", index=False)
+    layout = Layout.from_dirs(raw_dir, tmp_path / "wh")
+    for sym in ("LATE", "CALM"):
+        run_symbol(layout, sym, tiny)
+    table = latest_signals(layout.warehouse, tiny)
+    rows = table.frame.set_index("symbol")
+    assert rows.loc["LATE", "signal"] == ABSTAIN
+    assert "price jump" in rows.loc["LATE", "reason"]
+    calm = rows.loc["CALM"]
+    assert calm["reason"] is None or "price jump" not in str(calm["reason"])

@@ -97,6 +97,44 @@ def _oracle_note(rep: dict[str, Any]) -> list[str]:
     ]
 
 
+def _data_adjustments_lines(rep: dict[str, Any]) -> list[str]:
+    """The 'Data adjustments' section: the splits back-adjusted and the price jumps found in the
+    raw file (``rep["data_adjustments"]``, from the clean frame); nothing for a report without
+    that key."""
+    if "data_adjustments" not in rep:
+        return []
+    adj = rep["data_adjustments"]
+    if adj is None:
+        return ["", "Data adjustments: not recorded with this clean frame (re-run clean_frames "
+                "to record them)."]
+    actions, jumps = adj.get("corporate_actions") or [], adj.get("price_jumps") or []
+    if not actions and not jumps:
+        return ["", "Data adjustments: none (no split and no price jump in the file)."]
+    lines = ["", "Data adjustments:", ""]
+    for a in actions:
+        r = float(a["ratio"])
+        shares = f"{r:g}:1" if r >= 1 else f"1:{1 / r:g}"
+        lines.append(f"- {a['date']}: {a['kind']} {shares}; earlier prices divided by {r:g} and "
+                     f"volumes multiplied by it (volume "
+                     f"{'confirms' if a['volume_confirmed'] else 'does not confirm'} it).")
+    what = {"exclude": "left out of training and scoring with the windows that span it",
+            "keep": "kept as it is", "fail": "refused"}
+    for j in jumps:
+        lines.append(f"- {j['date']}: price jump, one-day log return {j['log_return']:+.3f}, "
+                     f"no split ratio; {what.get(j['policy'], j['policy'])}.")
+    return lines
+
+
+def _expected_note(baselines: dict[str, Any]) -> list[str]:
+    """What an '(expected)' baseline row means (the prior's figures are expectations)."""
+    names = [k for k, d in baselines.items() if d.get("kind") == "expected"]
+    if not names:
+        return []
+    return ["", f"{', '.join(names)} (expected): the expected figures of drawing each day's class "
+            "at random from the train class shares, given the test labels; no single draw is "
+            "scored, so no luck enters them.", ""]
+
+
 def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") -> str:
     m, b = rep["model"], rep["baselines"]
     lines = [
@@ -117,7 +155,8 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
 
     lines.append(row("**LSTM model**", m))
     for k, d in b.items():
-        lines.append(row(f"baseline: {k}", d))
+        lines.append(row(f"baseline: {k}" + (" (expected)" if d.get("kind") == "expected"
+                                             else ""), d))
     if rep.get("oracle"):
         o = rep["oracle"]
         lines.append(f"| oracle (best achievable) | {_pct(o['expected_accuracy'])} | | | | | |")
@@ -127,6 +166,7 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
         "",
         f"Edge over the best baseline ({rep['best_baseline']}): "
         f"{100 * e['accuracy_diff']:+.1f} points, 95% CI {_ci(e['ci'])} — {verdict}.",
+        *_expected_note(b),
         *_oracle_note(rep),
         f"Test label shares DOWN/FLAT/UP: "
         f"{' / '.join(_pct(x) for x in rep['label_share_test'])}; the model predicts "
@@ -185,6 +225,7 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
                 f"accuracy, log loss {p.get('test_log_loss', float('nan')):.3f}; this "
                 f"{r.get('init', 'cold')} retrain {_pct(n.get('test_accuracy'))}, "
                 f"{n.get('test_log_loss', float('nan')):.3f}.")
+    lines += _data_adjustments_lines(rep)
     if png is not None:
         lines += ["", f"![plots](data:image/png;base64,{base64.b64encode(png).decode()})"]
     elif png_name:
@@ -269,8 +310,9 @@ def leaderboard_markdown(summary: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| LSTM model | {mc('model_accuracy')} | {mc('model_macro_f1')} |",
     ]
-    for name in ("majority", "prior", "logreg_last"):
-        lines.append(f"| {name} | {mc(f'{name}_accuracy')} | {mc(f'{name}_macro_f1')} |")
+    for name, label in (("majority", "majority"), ("prior", "prior (expected)"),
+                        ("logreg_last", "logreg_last")):
+        lines.append(f"| {label} | {mc(f'{name}_accuracy')} | {mc(f'{name}_macro_f1')} |")
     with_oracle = [r for r in rows if r.get("oracle_accuracy") is not None]  # demo data
     if with_oracle:
         lines.append(f"| oracle | {mc('oracle_accuracy')} | |")

@@ -2,7 +2,8 @@
 
 For every symbol that has a model, the model's own scaler scales the clean frame, the window
 ending on the frame's last day is scored, and the top class becomes the signal unless its
-probability is below ``signal_min_confidence`` (then the signal is ``ABSTAIN``). The last
+probability is below ``signal_min_confidence`` or the window holds a price jump that training
+left out (then the signal is ``ABSTAIN``, and ``reason`` says why). The last
 ``horizon`` rows of a clean frame have no label yet: they are exactly the rows signals are for.
 
 One symbol that cannot be scored (no clean frame, a stale model whose features are gone, too
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lstm_assets.core.clean import EXCLUDED_LABEL
 from lstm_assets.core.model import LoadedModel
 from lstm_assets.core.settings import CLASSES, Settings
 from lstm_assets.core.storage import Warehouse, read_json, read_parquet, write_parquet
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 ABSTAIN = "ABSTAIN"
 COLUMNS = ["symbol", "as_of", "horizon", "signal", "predicted", "confidence",
            *[f"p_{c.lower()}" for c in CLASSES], "model_init", "model_trained_at",
-           "model_test_accuracy", "majority_test_accuracy"]
+           "model_test_accuracy", "majority_test_accuracy", "reason"]
 
 
 @dataclass
@@ -60,11 +62,18 @@ def signal_for(model: LoadedModel, frame: pd.DataFrame,
     proba = model.predict_proba(X, np.array([len(X) - 1]))[0].astype(float)
     top = int(proba.argmax())
     conf = float(proba[top])
+    reason = None
+    if conf < min_confidence:
+        reason = f"confidence {conf:.0%} < {min_confidence:.0%}"
+    if "label" in frame.columns and frame["label"].iloc[-1] == EXCLUDED_LABEL:
+        # trained without such windows: its output on one says nothing
+        reason = "the latest window holds a price jump (jump_policy=exclude)"
     return {
         "as_of": pd.Timestamp(frame["date"].iloc[-1]).date().isoformat(),
         "horizon": int(model.config.get("horizon", 1)),
         "predicted": CLASSES[top],
-        "signal": CLASSES[top] if conf >= min_confidence else ABSTAIN,
+        "signal": CLASSES[top] if reason is None else ABSTAIN,
+        "reason": reason,
         "confidence": conf,
         **{f"p_{c.lower()}": float(proba[i]) for i, c in enumerate(CLASSES)},
     }
