@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,20 @@ def demo_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     generate(root / "raw", DemoSpec(symbols=3, years=4, seed=11, defect_share=0.34))
     return root / "raw"
+
+
+@pytest.fixture(autouse=True)
+def _project_env_restored():
+    """The CLI exports its chosen folders (``LSTM_RAW_DIR``, ``LSTM_WAREHOUSE_DIR``,
+    ``DAGSTER_HOME``) for the processes it starts; a test that calls it in-process must not
+    leave them set for the tests after it."""
+    keys = [k for k in os.environ if k.startswith(("LSTM_", "DAGSTER_"))]
+    saved = {k: os.environ[k] for k in keys}
+    yield
+    for k in [k for k in os.environ if k.startswith(("LSTM_", "DAGSTER_"))]:
+        if k not in saved:
+            del os.environ[k]
+    os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True)
