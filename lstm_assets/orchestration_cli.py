@@ -9,8 +9,10 @@ process at the end: they need no daemon round trip, and they still run when some
 run per symbol: minutes of launch overhead for 164 symbols.)
 
 With ``--wait`` it follows the backfill to the end, starting a ``dagster-daemon`` for the
-duration when none is running, and prints the timing: wall time, time inside the steps (the
-asset bodies), and the difference, the orchestration overhead.
+duration when none is running. While it waits it shows the symbols done / failed / to go, the
+run in progress (step and partition range) and an estimate of the time left: a progress bar on
+a terminal, a status line every 20 s otherwise (CI logs). At the end it prints the timing: wall
+time, time inside the steps (the asset bodies), and the difference, the orchestration overhead.
 
 Exit codes (see :func:`backfill_exit_code`): 0 queued (without ``--wait``) or every partition
 succeeded; 1 some partitions failed, the backfill failed or was canceled, a summary job failed,
@@ -27,8 +29,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lstm_assets.core.config import ProjectConfig, child_env
 
@@ -165,19 +169,213 @@ def backfill_timing(instance: Any, backfill_id: str, t_submit: float,
     }
 
 
+@dataclass(frozen=True)
+class BackfillProgress:
+    """Where a backfill stands per symbol: a symbol is done when its last per-symbol asset
+    (the evaluation report) is materialized, failed when one of its assets failed (so its later
+    ones never run); ``running`` names the runs in progress (step, partition range, time)."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    running: tuple[str, ...] = ()
+    queued_runs: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def to_go(self) -> int:
+        return max(self.total - self.finished, 0)
+
+
+def _partition_keys(subset: Any, asset_key: Any) -> set[str]:
+    """The partition keys of ``asset_key`` in an ``AssetGraphSubset`` (empty when absent)."""
+    part = subset.partitions_subsets_by_asset_key.get(asset_key)
+    return set(part.get_partition_keys()) if part is not None else set()
+
+
+def symbol_counts(data: Any, asset_keys: list[Any],
+                  also_done: set[str] | frozenset[str] = frozenset()) -> tuple[int, int, int]:
+    """(total, done, failed) symbols of an ``AssetBackfillData`` whose per-symbol assets are
+    ``asset_keys`` in graph order: done when the last one is materialized (by the backfill's
+    data, or in ``also_done``: materialized since the daemon's last tick), failed when any
+    failed (Dagster counts the assets after a failed one as failed too)."""
+    target: set[str] = set()
+    failed: set[str] = set()
+    for key in asset_keys:
+        target |= _partition_keys(data.target_subset, key)
+        failed |= _partition_keys(data.failed_and_downstream_subset, key)
+    done = (_partition_keys(data.materialized_subset, asset_keys[-1]) | also_done) & target
+    return len(target), len(done), len((failed & target) - done)
+
+
+def run_label(step: str, tags: Mapping[str, str], seconds: float | None = None) -> str:
+    """A run in progress as ``symbol_model SYN021..SYN040 (1m20s)``: its step (or job), its
+    partition range (or partition) and how long it has run."""
+    start = tags.get("dagster/asset_partition_range_start")
+    end = tags.get("dagster/asset_partition_range_end")
+    part = f"{start}..{end}" if start and end and start != end else (
+        start or tags.get("dagster/partition") or "")
+    label = f"{step} {part}".strip()
+    return label if seconds is None else f"{label} ({format_seconds(seconds)})"
+
+
+def format_seconds(seconds: float) -> str:
+    """``45s``, ``8m05s``, ``1h02m``."""
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def estimate_left(p: BackfillProgress, elapsed: float) -> float | None:
+    """Seconds left at the pace so far (None before the first symbol finishes, or when none
+    is left): the model runs dominate and take about as long per symbol from one to the next."""
+    if p.finished == 0 or p.to_go == 0:
+        return None
+    return elapsed / p.finished * p.to_go
+
+
+def progress_line(p: BackfillProgress, elapsed: float, status: str) -> str:
+    """One status line of ``backfill --wait`` for logs that are not a terminal."""
+    parts = [f"{status}: {p.done} done, {p.failed} failed, {p.to_go} to go of {p.total} "
+             "symbols"]
+    if p.running:
+        parts.append("running " + "; ".join(p.running))
+    if p.queued_runs:
+        parts.append(f"{p.queued_runs} run(s) queued")
+    left = estimate_left(p, elapsed)
+    if left is not None:
+        parts.append(f"about {format_seconds(left)} left")
+    return " | ".join(parts)
+
+
+def read_progress(instance: Any, backfill: Any, asset_graph: Any,
+                  asset_keys: list[Any]) -> BackfillProgress:
+    """The backfill's symbols done / failed / to go and its runs in progress (runs tagged
+    ``dagster/backfill``). The counts come from its asset backfill data, which the daemon
+    updates once per tick, plus the last asset's materializations by its runs since then."""
+    import dagster as dg
+    from dagster._core.storage.tags import BACKFILL_ID_TAG
+
+    runs = instance.get_run_records(
+        filters=dg.RunsFilter(tags={BACKFILL_ID_TAG: backfill.backfill_id}))
+    run_ids = {r.dagster_run.run_id for r in runs}
+    recent = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_keys[-1],
+                              after_timestamp=backfill.backfill_timestamp), limit=10_000).records
+    also_done = {r.partition_key for r in recent if r.run_id in run_ids and r.partition_key}
+    total, done, failed = symbol_counts(backfill.get_asset_backfill_data(asset_graph),
+                                        asset_keys, also_done)
+    status = dg.DagsterRunStatus
+    now = time.time()
+    labels = tuple(
+        run_label(_run_step(r.dagster_run, asset_graph), dict(r.dagster_run.tags),
+                  now - r.start_time if r.start_time else None)
+        for r in sorted(runs, key=lambda r: r.create_timestamp)
+        if r.dagster_run.status in (status.STARTING, status.STARTED))
+    queued = sum(r.dagster_run.status in (status.QUEUED, status.NOT_STARTED) for r in runs)
+    return BackfillProgress(total, done, failed, labels, queued)
+
+
+def _run_step(run: Any, asset_graph: Any) -> str:
+    """The step a run of an asset backfill executes (``symbol_data``, ``symbol_model``),
+    else its job's name."""
+    steps = sorted({asset_graph.get(k).assets_def.node_def.name
+                    for k in run.asset_selection or [] if asset_graph.has(k)})
+    return "+".join(steps) if steps else run.job_name
+
+
+class ProgressReporter:
+    """Shows a backfill's progress: a tqdm bar over its symbols on a terminal (stderr), else a
+    status line on stdout when the status changes and every ``every_s`` seconds (CI logs)."""
+
+    def __init__(self, backfill_id: str, *, tty: bool, every_s: float = 20.0,
+                 out: TextIO | None = None) -> None:
+        self.backfill_id = backfill_id
+        self.every_s = every_s
+        self.out = out or sys.stdout
+        self.bar: Any = None
+        self.tty = tty
+        self.last_status = ""
+        self.last_line_at = float("-inf")
+
+    def update(self, status: str, p: BackfillProgress | None, elapsed: float) -> None:
+        changed = status != self.last_status
+        self.last_status = status
+        if self.tty and p is not None:
+            self._bar(status, p, changed)
+        elif changed or elapsed - self.last_line_at >= self.every_s:
+            line = progress_line(p, elapsed, status) if p is not None else status
+            print(f"[{elapsed:6.0f}s] backfill {self.backfill_id}: {line}", file=self.out,
+                  flush=True)
+            self.last_line_at = elapsed
+
+    def _bar(self, status: str, p: BackfillProgress, changed: bool) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=p.total, unit="symbol", desc=f"backfill {self.backfill_id}",
+                            file=sys.stderr, smoothing=0, dynamic_ncols=True)
+        if changed:
+            self.bar.write(f"backfill {self.backfill_id}: {status}", file=sys.stderr)
+        running = f" | {'; '.join(p.running)}" if p.running else ""
+        queued = f", {p.queued_runs} queued" if p.queued_runs else ""
+        self.bar.set_postfix_str(f"{p.done} done, {p.failed} failed{queued}{running}",
+                                 refresh=False)
+        self.bar.total, self.bar.n = p.total, p.finished  # smoothing=0: the rate is n / elapsed
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _stderr_is_terminal() -> bool:
+    """A terminal with a width (a pseudo-terminal of width 0 would show no bar at all)."""
+    try:
+        return sys.stderr.isatty() and os.get_terminal_size(sys.stderr.fileno()).columns > 0
+    except (OSError, ValueError):
+        return False
+
+
 def wait_for_backfill(instance: Any, backfill_id: str, timeout: float,
-                      poll_s: float = 2.0, echo: bool = True) -> str:
-    """Poll until the backfill is terminal; returns its status."""
-    t0, last = time.time(), ""
-    while time.time() - t0 < timeout:
-        status = instance.get_backfill(backfill_id).status.value
-        if echo and status != last:
-            print(f"[{time.time() - t0:6.0f}s] backfill {backfill_id}: {status}", flush=True)
-            last = status
-        if status in TERMINAL:
-            return status
-        time.sleep(poll_s)
-    raise TimeoutError(f"backfill {backfill_id} still {last} after {timeout:.0f} s")
+                      poll_s: float = 2.0, echo: bool = True, every_s: float = 20.0) -> str:
+    """Poll until the backfill is terminal, showing its progress (see ``ProgressReporter``);
+    returns its status."""
+    import dagster as dg
+
+    from lstm_assets.definitions import defs
+    from lstm_assets.defs.assets import SYMBOL_ASSETS
+
+    graph = defs.resolve_asset_graph()
+    keys = [dg.AssetKey(a) for a in SYMBOL_ASSETS]
+    reporter = ProgressReporter(backfill_id, tty=_stderr_is_terminal(), every_s=every_s)
+    t0, status, warned = time.time(), "", False
+    try:
+        while time.time() - t0 < timeout:
+            backfill = instance.get_backfill(backfill_id)
+            status = backfill.status.value
+            if echo:
+                progress = None
+                try:
+                    progress = read_progress(instance, backfill, graph, keys)
+                except Exception as e:  # the progress is a view; it never stops the wait
+                    if not warned:
+                        print(f"(no progress counts: {type(e).__name__}: {e})", file=sys.stderr)
+                        warned = True
+                reporter.update(status, progress, time.time() - t0)
+            if status in TERMINAL:
+                return status
+            time.sleep(poll_s)
+    finally:
+        reporter.close()
+    raise TimeoutError(f"backfill {backfill_id} still {status} after {timeout:.0f} s")
 
 
 def backfill_exit_code(status: str | None, failed_runs: int = 0,

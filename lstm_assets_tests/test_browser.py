@@ -3,7 +3,10 @@
 Against a live ``dagster dev`` (webserver + daemon, see ``test_orch_server.py``): open the
 asset lineage graph and the data group's graph, open ``symbol_chain_job``, click *Materialize
 all…*, pick the partition SYN001, *Launch 1 run*, follow the toast to the run page and wait
-there for *Success*. Screenshots land in the test's tmp folder (their paths are printed).
+there for *Success*. Then open the ``evaluation_report`` asset, pick the partition just
+materialized and check what a newcomer reads there: the figures as percentages with their
+intervals, and the report itself (*[Show Markdown]*: its heading, the metrics table, the plot).
+Screenshots land in the test's tmp folder (their paths are printed).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -40,6 +44,33 @@ def _full_run_id(server: DagsterDev, short: str) -> str:
     ids = [r["runId"] for r in runs["runsOrError"]["results"] if r["runId"].startswith(short)]
     assert len(ids) == 1, (short, runs)
     return str(ids[0])
+
+
+def _check_report_page(page: Any, url: str, shots: Path) -> None:
+    """The evaluation_report asset, partition SYMBOL: the metadata table reads in percentages,
+    and *[Show Markdown]* opens the report with its heading, metrics table and plot."""
+    page.goto(f"{url}/assets/evaluation_report?view=partitions")
+    page.get_by_text(SYMBOL, exact=True).first.click()  # the materialized partition's row
+    # the metadata table: "accuracy" reads like "33.6% [23.1, 40.9]", not 0.3355704697986577
+    page.get_by_text(re.compile(r"^\d+\.\d% \[\d+\.\d, \d+\.\d\]$")).first.wait_for()
+    page.get_by_text(re.compile(r"^[+-]\d+\.\d points \[")).first.wait_for()
+    _dismiss_welcome(page)
+    page.screenshot(path=shots / "6_report_partition.png")
+    page.get_by_text("[Show Markdown]").first.click()
+    report = page.get_by_role("dialog")
+    report.get_by_role("heading", name=re.compile(f"{SYMBOL} — test split")).wait_for()
+    for column in ("accuracy", "balanced acc.", "log loss"):
+        report.get_by_role("columnheader", name=column, exact=True).first.wait_for()
+    report.get_by_role("cell", name="LSTM model").first.wait_for()
+    plot = report.locator("img[src^='data:image/png;base64,']").first
+    plot.scroll_into_view_if_needed()
+    # the image is decoded and drawn (a broken image has no natural width)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 100",
+                           arg=plot.element_handle())
+    box = plot.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 100, box
+    page.screenshot(path=shots / "7_report_markdown.png")
+    page.keyboard.press("Escape")
 
 
 def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
@@ -99,6 +130,9 @@ def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
             page.get_by_text("sequence_tensors").first.wait_for()
             page.wait_for_timeout(2000)
             page.screenshot(path=shots / "5_data_assets_after.png")
+
+            # the report of the partition just materialized, as the UI shows it
+            _check_report_page(page, server.url, shots)
         finally:
             browser.close()
     print(f"UI run {run_id} succeeded in {took:.0f} s; screenshots in {shots}")
@@ -110,5 +144,6 @@ def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
         for asset in SYMBOL_ASSETS:
             assert SYMBOL in instance.get_materialized_partitions(dg.AssetKey(asset)), asset
     for name in ("1_asset_lineage.png", "2_data_assets.png", "3_launch_dialog.png",
-                 "4_run_success.png", "5_data_assets_after.png"):
+                 "4_run_success.png", "5_data_assets_after.png", "6_report_partition.png",
+                 "7_report_markdown.png"):
         assert (shots / name).stat().st_size > 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -57,7 +58,13 @@ def test_chain_two_symbols_in_process(demo_raw: Path, tmp_path: Path) -> None:
             assert md["lstm_model"]["epochs_run"].value == 2
             assert md["lstm_model"]["parameters"].value > 0
             assert md["lstm_model"]["sequences_per_second"].value > 0
-            assert 0 <= md["evaluation_report"]["accuracy"].value <= 1
+            # the UI's figures read as percentages with their 95% interval: "33.6% [23.1, 40.9]"
+            acc = re.fullmatch(r"(\d+\.\d)% \[(\d+\.\d), (\d+\.\d)\]",
+                               md["evaluation_report"]["accuracy"].value)
+            assert acc and all(0 <= float(x) <= 100 for x in acc.groups())
+            assert md["evaluation_report"]["edge_vs_best_baseline"].value.endswith("]")
+            assert md["evaluation_report"]["log_loss"].value == round(
+                md["evaluation_report"]["log_loss"].value, 4)
             assert "majority" in md["evaluation_report"]["report"].value
             assert "data:image/png;base64," in md["evaluation_report"]["report"].value
             assert (wh / "lstm_model" / f"{sym}.safetensors").exists()

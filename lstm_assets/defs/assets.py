@@ -157,18 +157,47 @@ def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
     return Stage("lstm_model", train, before=train_together)
 
 
+def _percent(x: float | None, ci: list[float] | None = None) -> str | None:
+    """A fraction as the report writes it, with its 95% interval when there is one:
+    0.657, [0.631, 0.682] -> ``65.7% [63.1, 68.2]``."""
+    if x is None:
+        return None
+    text = f"{100 * x:.1f}%"
+    if ci:
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return text
+
+
+def _points(diff: float, ci: list[float] | None = None) -> str:
+    """A difference of two accuracies in percentage points, with its 95% interval:
+    0.0281, [-0.01, 0.06] -> ``+2.8 points [-1.0, 6.0]``."""
+    text = f"{100 * diff:+.1f} points"
+    if ci:
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return text
+
+
 def _report_metadata(paths: PathsResource) -> Any:
+    """The report's figures as the UI shows them: percentages with 95% intervals (text), the
+    log loss to 4 decimals, and the whole report (Markdown with the plots) under ``report``."""
     def build(sym: str, rep: dict[str, Any]) -> dict[str, Any]:
         png = rep.pop("_png")
         m = rep["model"]
+        best = rep["best_baseline"]
+        edge = rep["edge_over_best_baseline"]
+        majority = rep["baselines"]["majority"]
         return to_metadata({
-            "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
-            "macro_f1": m["macro_f1"], "log_loss": m["log_loss"],
-            "majority_accuracy": rep["baselines"]["majority"]["accuracy"],
-            "best_baseline": rep["best_baseline"],
-            "edge_vs_best_baseline": rep["edge_over_best_baseline"]["accuracy_diff"],
+            "accuracy": _percent(m["accuracy"], m.get("accuracy_ci")),
+            "balanced_accuracy": _percent(m["balanced_accuracy"]),
+            "macro_f1": _percent(m["macro_f1"], m.get("macro_f1_ci")),
+            "log_loss": m["log_loss"],
+            "majority_accuracy": _percent(majority["accuracy"], majority.get("accuracy_ci")),
+            "best_baseline": best,
+            "best_baseline_accuracy": _percent(rep["baselines"][best]["accuracy"],
+                                              rep["baselines"][best].get("accuracy_ci")),
+            "edge_vs_best_baseline": _points(edge["accuracy_diff"], edge.get("ci")),
             "significant_edge": rep["significant_edge"],
-            "oracle_accuracy": (rep["oracle"] or {}).get("expected_accuracy"),
+            "oracle_accuracy": _percent((rep["oracle"] or {}).get("expected_accuracy")),
             "model_init": (rep.get("retrain") or {}).get("init"),
             "path": paths.layout().warehouse.report(sym, ".json"),
             "plots_png_bytes": len(base64.b64encode(png)),
@@ -213,6 +242,11 @@ SYMBOL_ASSETS = ["raw_features", "clean_frames", "sequence_tensors", "lstm_model
                  "evaluation_report"]
 
 
+def _mean_percent(stat: dict[str, Any] | None) -> str | None:
+    """A leaderboard mean across symbols with its 95% interval, as text (None: no symbols)."""
+    return _percent(stat.get("mean"), stat.get("ci")) if stat else None
+
+
 @dg.asset(group_name="evaluation", deps=["evaluation_report"], kinds={"markdown"},
           automation_condition=AFTER_SYMBOL_UPDATES)
 def leaderboard(paths: PathsResource) -> dg.MaterializeResult:
@@ -221,11 +255,13 @@ def leaderboard(paths: PathsResource) -> dg.MaterializeResult:
     mean = summary.get("mean", {})
     return dg.MaterializeResult(metadata={
         "leaderboard": dg.MetadataValue.md(leaderboard_markdown(summary)),
-        "symbols": summary["symbols"],
-        "significant_wins": summary.get("significant_wins", 0),
-        "mean_model_accuracy": (mean.get("model_accuracy") or {}).get("mean"),
-        "mean_majority_accuracy": (mean.get("majority_accuracy") or {}).get("mean"),
-        "path": dg.MetadataValue.path(str(paths.layout().warehouse.leaderboard(".md"))),
+        **to_metadata({
+            "symbols": summary["symbols"],
+            "significant_wins": summary.get("significant_wins", 0),
+            "mean_model_accuracy": _mean_percent(mean.get("model_accuracy")),
+            "mean_majority_accuracy": _mean_percent(mean.get("majority_accuracy")),
+            "path": paths.layout().warehouse.leaderboard(".md"),
+        }),
     })
 
 
@@ -246,9 +282,11 @@ def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
     return dg.MaterializeResult(metadata={
         "signals": dg.MetadataValue.md(signals_markdown(table, s.signal_min_confidence)),
         "dagster/row_count": len(table.frame),
-        "counts": dg.MetadataValue.json(table.counts()),
-        "errors": dg.MetadataValue.json(table.errors),
-        "min_confidence": s.signal_min_confidence,
-        "as_of": dg.MetadataValue.json(sorted(set(table.frame["as_of"].astype(str)))),
-        "path": dg.MetadataValue.path(str(wh.signals())),
+        **to_metadata({
+            "counts": table.counts(),
+            "errors": table.errors,
+            "min_confidence": s.signal_min_confidence,
+            "as_of": sorted(set(table.frame["as_of"].astype(str))),
+            "path": wh.signals(),
+        }),
     })

@@ -24,6 +24,8 @@ that step runs; its metadata only names the range.
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 import traceback
 import warnings
@@ -39,20 +41,74 @@ DATA_VERSION_TAG = "dagster/data_version"
 
 
 def to_metadata(d: dict[str, Any]) -> dict[str, Any]:
-    """Plain values stay plain (Dagster types them); nested ones become JSON; paths are paths."""
+    """Metadata for the UI: plain values stay plain (Dagster types them), nested ones become
+    JSON, paths are paths, and floats are rounded to what they mean (the keys name the unit):
+
+    - a fraction whose key names an accuracy, a share, an edge or a confidence becomes a
+      percentage under ``<key>_pct`` (``best_val_accuracy`` 0.35135 -> ``best_val_accuracy_pct``
+      35.14; inside JSON too: ``label_share`` -> ``label_share_pct``);
+    - seconds keep 2 decimals, losses 4; any other float keeps 4 significant digits (in JSON
+      too). Integers, booleans and text are unchanged.
+    """
     out: dict[str, Any] = {}
     for k, v in d.items():
         if k.startswith("_") or k == "history":
             continue
         if k in ("path", "file"):
             out[k] = dg.MetadataValue.path(str(v))
-        elif isinstance(v, dict | list | tuple):
-            out[k] = dg.MetadataValue.json(v)
-        elif v is None:
+            continue
+        if v is None:
             out[k] = dg.MetadataValue.null()
-        else:
-            out[k] = v
+            continue
+        if _is_float(v) or isinstance(v, dict | list | tuple):
+            unit = _unit(k)
+            if unit == "pct":
+                k = f"{k}_pct"
+            v = _readable(v, unit)
+        out[k] = dg.MetadataValue.json(v) if isinstance(v, dict | list | tuple) else v
     return out
+
+
+_PCT_WORDS = ("accuracy", "share", "edge", "confidence")
+
+
+def _unit(key: str) -> str:
+    """How a float under ``key`` reads: ``pct`` (a fraction shown x 100), ``seconds``,
+    ``loss`` or ``plain`` (4 significant digits)."""
+    name = key.lower()
+    if name.endswith(("_pct", "_per_second")):
+        return "plain"
+    if any(w in name for w in _PCT_WORDS):
+        return "pct"
+    if name == "seconds" or name.endswith("_seconds"):
+        return "seconds"
+    if "loss" in name:
+        return "loss"
+    return "plain"
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral)
+
+
+def _readable(v: Any, unit: str) -> Any:
+    """``v`` rounded for ``unit``, floats inside dicts and lists too."""
+    if isinstance(v, dict):
+        return {k: _readable(x, unit) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_readable(x, unit) for x in v]
+    if not _is_float(v):
+        return v
+    x = float(v)
+    if not math.isfinite(x):
+        return x
+    if unit == "pct":
+        return float(f"{100 * x:.4g}")
+    if unit == "seconds":
+        return round(x, 2)
+    if unit == "loss":
+        return round(x, 4)
+    return float(f"{x:.4g}")
 
 
 @dataclass(frozen=True)
@@ -176,7 +232,7 @@ class _Step:
     def _materialized(self, st: Stage, sym: str, meta: dict[str, Any],
                       seconds: float) -> Iterator[dg.MaterializeResult]:
         """A one-symbol run yields the result; a range run keeps it for the end of the step."""
-        md = {**st.metadata(sym, meta), "seconds": round(seconds, 3)}
+        md = {**st.metadata(sym, meta), "seconds": round(seconds, 2)}
         version = st.data_version(meta)
         if self.single:
             yield dg.MaterializeResult(asset_key=st.asset, metadata=md,
