@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,6 @@ DEFAULT_RUN_SYMBOLS, DEFAULT_RUN_YEARS = 4, 10
 """The quick demo's size (``run`` on an empty raw folder)."""
 FULL_DEMO_SYMBOLS, FULL_DEMO_YEARS = 8, 20
 """The full-size demo's (``run --full``), trained with the default settings."""
-DEMO_SETTINGS: dict[str, Any] = {}
-"""Settings of the quick demo (not ``--full``), for keys the user does not set. None by
-measurement: the default training is what gets within 3 points of the oracle on 4 x 10 years
-(1.7 points below); shorter early stopping (``early_stop_patience=5``, ``lr_patience=2``) ran
-as many epochs and ended 5.8 points below (one symbol stopped before it learned the pattern)."""
 EXIT_OK, EXIT_SOME_FAILED, EXIT_CANNOT_RUN = 0, 1, 2
 EXIT_CODES = ("exit codes: 0 every symbol ok; 1 some symbols failed (the others were done); "
               "2 could not run at all (no such folder, no raw files, an unknown symbol, a bad "
@@ -171,7 +167,7 @@ def _unusable_files(raw: Path, listed: dict[str, Path]) -> list[dict[str, Any]]:
     return out
 
 
-def _selected(arg: str, files: dict[str, Path]) -> list[str]:
+def _selected(arg: str, files: Iterable[str]) -> list[str]:
     """The symbols ``--symbols`` names (all files for 'all' or empty), upper-cased."""
     if arg in ("all", ""):
         return sorted(files)
@@ -192,7 +188,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not raw.is_dir():
         print(f"lstm-assets check: no such folder: {raw}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    settings = Settings(**{**ProjectConfig.from_env().settings, **parse_overrides(args.set)})
+    settings = run_settings(args)
     files = list_raw_files(raw)
     symbols = _selected(args.symbols, files)
     missing = [s for s in symbols if s not in files]
@@ -236,21 +232,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """The demo ``run`` writes when the raw folder is empty: its size and its training settings
-    (applied only to keys the user set neither with ``--set`` nor in ``LSTM_SETTINGS``)."""
+    """The size of the demo ``run`` writes when the raw folder is empty. Both sizes train with
+    the default settings: by measurement, shorter early stopping on the quick demo ended 5.8
+    points below the oracle instead of 1.7 (a symbol stopped before it learned the pattern)."""
 
     symbols: int
     years: int
-    settings: dict[str, Any]
 
 
 def demo_plan(args: argparse.Namespace) -> DemoPlan:
-    """The quick demo by default; ``--full`` the full-size one with the default settings;
-    ``--demo-symbols`` / ``--demo-years`` change the size either way."""
+    """The quick demo by default, ``--full`` the full-size one; ``--demo-symbols`` /
+    ``--demo-years`` change the size either way."""
     symbols, years = (FULL_DEMO_SYMBOLS, FULL_DEMO_YEARS) if args.full else (
         DEFAULT_RUN_SYMBOLS, DEFAULT_RUN_YEARS)
-    return DemoPlan(symbols=args.demo_symbols or symbols, years=args.demo_years or years,
-                    settings={} if args.full else dict(DEMO_SETTINGS))
+    return DemoPlan(symbols=args.demo_symbols or symbols, years=args.demo_years or years)
 
 
 def demo_manifest(raw: Path) -> dict[str, Any] | None:
@@ -304,17 +299,9 @@ def prepare_demo(raw: Path, warehouse: str, plan: DemoPlan) -> bool:
     return True
 
 
-def run_settings(args: argparse.Namespace, demo: DemoPlan | None) -> tuple[Settings,
-                                                                             dict[str, Any]]:
-    """The run's settings and the demo settings applied: the defaults, ``LSTM_SETTINGS``, the
-    demo's settings for keys neither of the user's sources names, then ``--set``."""
-    from lstm_assets.defs.resources import settings_from_env
-
-    user = parse_overrides(args.set)
-    env = ProjectConfig.from_env().settings
-    applied = {k: v for k, v in (demo.settings if demo else {}).items()
-               if k not in user and k not in env}
-    return Settings(**{**settings_from_env().to_core().as_dict(), **applied, **user}), applied
+def run_settings(args: argparse.Namespace) -> Settings:
+    """A command's settings: the defaults, then ``LSTM_SETTINGS``, then ``--set``."""
+    return Settings(**{**ProjectConfig.from_env().settings, **parse_overrides(args.set)})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -343,18 +330,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lstm_assets.instance import prepare_instance, sync_partitions
 
     files = sorted(list_raw_files(raw))
-    symbols = files if args.symbols in ("all", "") else [s.strip().upper()
-                                                         for s in args.symbols.split(",")]
+    symbols = _selected(args.symbols, files)
     missing = [s for s in symbols if s not in files]
     if missing:
         print(f"no raw file for {', '.join(missing)} in {raw}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     # settings and folders go in the run config: the definitions may have been imported (and
     # their resources built from the environment) before this command set LSTM_RAW_DIR
-    settings, applied = run_settings(args, plan if is_demo else None)
-    if applied:
-        print("demo settings (--full for the defaults; --set KEY=VALUE wins): "
-              + ", ".join(f"{k}={v}" for k, v in applied.items()))
+    settings = run_settings(args)
     truth = ProjectConfig.from_env().truth_dir
     if is_demo and "LSTM_TRUTH_DIR" not in os.environ:
         truth = str(raw.parent / "demo_truth")

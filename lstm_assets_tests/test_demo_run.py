@@ -34,38 +34,30 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_quick_demo_by_default_full_demo_one_option_away() -> None:
     quick, full = cli.demo_plan(_args()), cli.demo_plan(_args("--full"))
     assert (quick.symbols, quick.years) == (cli.DEFAULT_RUN_SYMBOLS, cli.DEFAULT_RUN_YEARS)
-    assert quick.settings == cli.DEMO_SETTINGS
-    assert (full.symbols, full.years, full.settings) == (8, 20, {})
+    assert (full.symbols, full.years) == (8, 20)
     sized = cli.demo_plan(argparse.Namespace(full=True, demo_symbols=3, demo_years=5, set=[]))
     assert (sized.symbols, sized.years) == (3, 5)
 
 
-def test_demo_settings_only_for_keys_the_user_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_settings_defaults_then_env_then_set(monkeypatch: pytest.MonkeyPatch) -> None:
     from lstm_assets.core.settings import Settings
 
     monkeypatch.delenv("LSTM_SETTINGS", raising=False)
-    plan = cli.DemoPlan(symbols=4, years=10, settings={"max_epochs": 7, "bootstrap_samples": 9})
-    settings, applied = cli.run_settings(_args(), plan)
-    assert applied == plan.settings and (settings.max_epochs, settings.bootstrap_samples) == (7, 9)
-    # not demo data, or --full: the defaults every user gets
-    assert cli.run_settings(_args(), None) == (Settings(), {})
-    assert cli.run_settings(_args("--full"), cli.demo_plan(_args("--full"))) == (Settings(), {})
-    settings, applied = cli.run_settings(_args("max_epochs=60"), plan)  # --set wins
-    assert settings.max_epochs == 60 and applied == {"bootstrap_samples": 9}
-    monkeypatch.setenv("LSTM_SETTINGS", json.dumps({"bootstrap_samples": 50}))  # and the env
-    settings, applied = cli.run_settings(_args(), plan)
-    assert settings.bootstrap_samples == 50 and applied == {"max_epochs": 7}
+    assert cli.run_settings(_args()) == Settings()  # the demo trains with the defaults
+    monkeypatch.setenv("LSTM_SETTINGS", json.dumps({"bootstrap_samples": 50, "max_epochs": 7}))
+    settings = cli.run_settings(_args("max_epochs=60"))  # --set wins over the env
+    assert (settings.max_epochs, settings.bootstrap_samples) == (60, 50)
 
 
 def test_demo_detected_and_rewritten_own_files_left_alone(tmp_path: Path) -> None:
     raw, wh = tmp_path / "raw", tmp_path / "wh"
-    plan = cli.DemoPlan(symbols=2, years=3, settings={})
+    plan = cli.DemoPlan(symbols=2, years=3)
     assert cli.prepare_demo(raw, str(wh), plan)  # empty: written
     assert sorted(p.name for p in raw.iterdir()) == ["SYN001.csv", "SYN002.csv"]
     assert cli.prepare_demo(raw, str(wh), plan)  # the same demo: used as it is
     (wh / "evaluation_report").mkdir(parents=True)
     (wh / "evaluation_report" / "SYN002.json").write_text("{}")
-    smaller = cli.DemoPlan(symbols=1, years=3, settings={})
+    smaller = cli.DemoPlan(symbols=1, years=3)
     assert cli.prepare_demo(raw, str(wh), smaller)  # another size: rewritten
     assert [p.name for p in raw.iterdir()] == ["SYN001.csv"]
     assert not (wh / "evaluation_report" / "SYN002.json").exists()

@@ -64,4 +64,4 @@ echo "demo wall:           $(secs "$t1" "$t2") s   (bash run.sh demo ${DEMO_ARGS
 echo "dev extras added:    ${dev_s}${dev_unit:-}   (bash run.sh setup dev, after the install)"
 echo "machine:             $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, load average $load0 before the install"
 echo "commit:              $commit"
-grep -E "^demo settings|symbols in [0-9]+s" "$TMP/demo.log" || true
+grep -E "symbols in [0-9]+s" "$TMP/demo.log" || true
