@@ -214,22 +214,14 @@ def symbol_counts(data: Any, asset_keys: list[Any],
 def run_label(step: str, tags: Mapping[str, str], seconds: float | None = None) -> str:
     """A run in progress as ``symbol_model SYN021..SYN040 (1m20s)``: its step (or job), its
     partition range (or partition) and how long it has run."""
+    from lstm_assets.defs.console import format_seconds
+
     start = tags.get("dagster/asset_partition_range_start")
     end = tags.get("dagster/asset_partition_range_end")
     part = f"{start}..{end}" if start and end and start != end else (
         start or tags.get("dagster/partition") or "")
     label = f"{step} {part}".strip()
     return label if seconds is None else f"{label} ({format_seconds(seconds)})"
-
-
-def format_seconds(seconds: float) -> str:
-    """``45s``, ``8m05s``, ``1h02m``."""
-    s = max(int(round(seconds)), 0)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def estimate_left(p: BackfillProgress, elapsed: float) -> float | None:
@@ -242,6 +234,8 @@ def estimate_left(p: BackfillProgress, elapsed: float) -> float | None:
 
 def progress_line(p: BackfillProgress, elapsed: float, status: str) -> str:
     """One status line of ``backfill --wait`` for logs that are not a terminal."""
+    from lstm_assets.defs.console import format_seconds
+
     parts = [f"{status}: {p.done} done, {p.failed} failed, {p.to_go} to go of {p.total} "
              "symbols"]
     if p.running:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from lstm_assets.defs.console import format_seconds
 from lstm_assets.orchestration_cli import (
     BackfillProgress,
     ProgressReporter,
     estimate_left,
-    format_seconds,
     progress_line,
     run_label,
     symbol_counts,

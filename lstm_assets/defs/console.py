@@ -96,9 +96,14 @@ def _attach_sink(log: logging.Logger) -> None:
     log.addHandler(_SinkHandler(_sink))
 
 
-def _duration(seconds: float) -> str:
-    s = max(0, int(round(seconds)))
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+def format_seconds(seconds: float) -> str:
+    """``45s``, ``8m05s``, ``1h02m``: a duration as the progress lines show it."""
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class RunProgress:
@@ -161,7 +166,7 @@ class RunProgress:
 
     def eta_text(self) -> str:
         left = self.seconds_left()
-        return "time left unknown yet" if left is None else f"about {_duration(left)} left"
+        return "time left unknown yet" if left is None else f"about {format_seconds(left)} left"
 
     # ---- events ----------------------------------------------------------------------------
 
