@@ -54,8 +54,9 @@ class Settings:
     """A one-day |log return| at least this many robust standard deviations (1.4826 x the
     median absolute deviation of the file's daily log returns) is a price jump too: a bad print
     or a corporate action on a calm stock. Daily returns are fat-tailed (about Student-t with 3-4
-    degrees of freedom): a real move passes 10 robust sd about once in a few years per stock
-    (an earnings day, which belongs in training and scoring), 20 about once in decades."""
+    degrees of freedom): a real move passes 10 robust sd once in 3-10 years per stock (an
+    earnings day, which belongs in training and scoring), 20 once in 20-150 years (Student-t
+    tails, 252 days a year)."""
     jump_policy: str = "exclude"
     """A price jump that is no split: ``exclude`` (its day's label and every window that spans
     it are left out of training and scoring), ``keep`` (used as it is) or ``fail`` the file.
