@@ -148,7 +148,7 @@ class Progress:
 
     @classmethod
     def start(cls, n: int, lr: float) -> Progress:
-        return cls(alive=list(range(n)), lrs=[lr] * n, plateau=[[math.inf, 0]] * n,
+        return cls(alive=list(range(n)), lrs=[lr] * n, plateau=[[math.inf, 0] for _ in range(n)],
                    best_val=[math.inf] * n, bad=[0] * n, n_seen=[0] * n,
                    history=[[] for _ in range(n)], best_epoch=[0] * n,
                    stopped_early=[False] * n)
