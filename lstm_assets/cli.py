@@ -325,9 +325,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from lstm_assets.core.stages import stacks_symbols
+    from lstm_assets.core.train import parallel_fits
     from lstm_assets.definitions import defs
     from lstm_assets.defs.console import RunProgress
     from lstm_assets.instance import prepare_instance, sync_partitions
+    from lstm_assets.run_workers import run_in_workers
 
     files = sorted(list_raw_files(raw))
     symbols = _selected(args.symbols, files)
@@ -353,8 +355,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         sync_partitions(instance, files)
         progress.line(f"Dagster instance: {home}; running {len(symbols)} symbols: "
                       f"{', '.join(symbols)}")
+        jobs = min(len(symbols), args.jobs or parallel_fits(settings))
         if stacks_symbols(settings, len(symbols)):
             failed = _run_together(job, instance, symbols, run_config, progress)
+        elif jobs > 1:
+            progress.line(f"{jobs} symbols at a time, each in its own process")
+            failed = run_in_workers(symbols, run_config, progress, jobs)
         else:
             failed = _run_each(job, instance, symbols, run_config, progress)
         progress.begin("all symbols", "leaderboard")
@@ -386,14 +392,17 @@ def expected_epochs(settings: Settings) -> int:
 
 def _run_each(job: Any, instance: Any, symbols: list[str], run_config: dict[str, Any],
               progress: Any) -> dict[str, str]:
-    """The chain one symbol (one run) at a time; a line per symbol. Returns the failed ones."""
+    """The chain one symbol (one run) at a time, in this process; a line per symbol. Returns the
+    failed ones."""
+    from lstm_assets.run_workers import failure_message
+
     failed: dict[str, str] = {}
     for i, sym in enumerate(symbols, 1):
         progress.begin(sym)
         t0 = time.perf_counter()
         res = job.execute_in_process(partition_key=sym, instance=instance,
                                      run_config=run_config, raise_on_error=False)
-        msg = "" if res.success else _failure_message(res)
+        msg = "" if res.success else failure_message(res)
         if msg:
             failed[sym] = msg
         progress.symbol_done(i, sym, res.success, time.perf_counter() - t0, msg)
@@ -461,16 +470,9 @@ def _range_failures(res: Any, keys: list[str]) -> dict[str, str]:
         per = meta.get("failures")
         if per is not None:
             return {s: f["message"] for s, f in per.value.items()}
-    return dict.fromkeys(keys, _failure_message(res))
+    from lstm_assets.run_workers import failure_message
 
-
-def _failure_message(res: Any) -> str:
-    for ev in res.all_events:
-        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.user_failure_data:
-            return ev.step_failure_data.user_failure_data.description or "failed"
-        if ev.is_step_failure and ev.step_failure_data and ev.step_failure_data.error:
-            return ev.step_failure_data.error.message.strip().splitlines()[-1]
-    return "failed (see the run in the UI)"
+    return dict.fromkeys(keys, failure_message(res))
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -542,7 +544,9 @@ def _main(argv: list[str] | None) -> int:
     d.add_argument("--symbols", type=int, default=164)
     d.add_argument("--years", type=int, default=20)
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--mode", choices=["signal", "null"], default="signal")
+    d.add_argument("--mode", choices=["signal", "weak", "null"], default="signal",
+                   help="signal: a strong planted pattern; weak: the same pattern, its best "
+                   "achievable accuracy a few points above the majority class; null: none")
     d.add_argument("--format", choices=["csv", "parquet"], default="csv")
     d.add_argument("--out", default=RAW_DIR)
     d.set_defaults(func=cmd_demo_data)
@@ -576,6 +580,9 @@ def _main(argv: list[str] | None) -> int:
                    help="demo symbols to write when the raw folder is empty (0: the demo's)")
     r.add_argument("--demo-years", type=int, default=0,
                    help="years of each demo symbol (0: the demo's)")
+    r.add_argument("--jobs", type=int, default=0,
+                   help="symbols run at once, each in its own process (default 0: one per "
+                   "core on a CPU, as num_threads=1 fits use one core; 1 on a GPU)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set max_epochs=5")
     r.set_defaults(func=cmd_run)

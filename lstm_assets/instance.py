@@ -2,9 +2,10 @@
 
 ``ensure_dagster_home`` writes ``$DAGSTER_HOME/dagster.yaml`` from the committed template
 (``dagster_home_template/dagster.yaml``) when it is missing, with the run concurrency sized for
-this machine. The ``gpu`` pool gets its limit (``LSTM_GPU_POOL_LIMIT``, default 1) three ways, so
-no one sets it by hand: the template's ``pools.default_limit: 1`` (any pool without an explicit
-limit), :func:`prepare_instance` (``lstm-assets run|ui|backfill``), and the new-file sensor,
+this machine. The ``gpu`` pool gets its limit (:func:`gpu_pool_limit`: ``LSTM_GPU_POOL_LIMIT``, else
+1 on a GPU and one per core on a CPU) three ways, so no one sets it by hand: the template's
+``pools.default_limit: 1`` (any pool without an explicit limit, until one of the others runs),
+:func:`prepare_instance` (``lstm-assets run|ui|backfill``), and the new-file sensor,
 which calls :func:`ensure_gpu_pool` on every tick (so a hand-started ``dagster dev`` gets it too).
 The variables are read by :class:`lstm_assets.core.config.ProjectConfig`.
 """
@@ -59,8 +60,16 @@ def ensure_dagster_home(default: str | Path = DAGSTER_HOME_DIR) -> Path:
 
 
 def gpu_pool_limit() -> int:
-    """``LSTM_GPU_POOL_LIMIT``: steps at once in the ``gpu`` pool (default 1)."""
-    return ProjectConfig.from_env().gpu_pool_limit
+    """Steps at once in the ``gpu`` pool: ``LSTM_GPU_POOL_LIMIT``, else as many fits as the
+    training device runs well at once (``train.parallel_fits``: 1 on a GPU, else one per core
+    at the default ``num_threads`` of 1)."""
+    cfg = ProjectConfig.from_env()
+    if cfg.gpu_pool_limit is not None:
+        return cfg.gpu_pool_limit
+    from lstm_assets.core.settings import Settings
+    from lstm_assets.core.train import parallel_fits
+
+    return parallel_fits(Settings(**cfg.settings))
 
 
 def ensure_gpu_pool(instance: dg.DagsterInstance) -> bool:
@@ -77,7 +86,7 @@ def ensure_gpu_pool(instance: dg.DagsterInstance) -> bool:
 
 
 def prepare_instance(instance: dg.DagsterInstance) -> None:
-    """Apply what the YAML cannot say: the ``gpu`` pool's limit (default 1)."""
+    """Apply what the YAML cannot say: the ``gpu`` pool's limit (:func:`gpu_pool_limit`)."""
     ensure_gpu_pool(instance)
 
 

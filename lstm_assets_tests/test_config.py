@@ -20,7 +20,7 @@ def test_defaults_when_the_environment_is_empty() -> None:
     assert (cfg.raw_dir, cfg.warehouse_dir, cfg.truth_dir) == (
         "data/raw", "data/warehouse", "data/demo_truth")
     assert cfg.dagster_home is None and cfg.instance == "local"
-    assert cfg.max_concurrent_runs is None and cfg.gpu_pool_limit == 1
+    assert cfg.max_concurrent_runs is None and cfg.gpu_pool_limit is None  # auto
     assert cfg.settings == {} and cfg.model_run_partitions == 500
     assert (cfg.retrain_cron, cfg.retrain_tz, cfg.raw_sensor_interval) == ("0 2 * * *", "UTC", 30)
     assert cfg.automation is True and cfg.executor is None and cfg.celery_broker is None
@@ -227,3 +227,22 @@ def test_config_imports_only_the_standard_library() -> None:
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_gpu_pool_limit_unset_is_what_the_training_device_runs_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``LSTM_GPU_POOL_LIMIT``: one training step per core on a CPU (a fit uses
+    ``num_threads`` cores), one on a GPU (a step there trains many symbols together)."""
+    import os
+
+    from lstm_assets import instance
+    from lstm_assets.core.settings import Settings
+    from lstm_assets.core.train import parallel_fits
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("LSTM_GPU_POOL_LIMIT", raising=False)
+    monkeypatch.setenv("LSTM_SETTINGS", '{"device": "cpu"}')
+    assert instance.gpu_pool_limit() == cores
+    monkeypatch.setenv("LSTM_SETTINGS", '{"device": "cpu", "num_threads": 2}')
+    assert instance.gpu_pool_limit() == max(1, cores // 2)
+    assert parallel_fits(Settings(device="cpu", num_threads=0)) == 1

@@ -140,3 +140,37 @@ def test_generated_demo_matches_its_manifest(tmp_path: Path) -> None:
     generate(tmp_path / "raw", DemoSpec(symbols=1, years=3))
     manifest = cli.demo_manifest(tmp_path / "raw")
     assert manifest is not None and manifest["spec"]["years"] == 3
+
+
+def test_run_in_worker_processes_gives_the_same_models(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """``--jobs 2`` runs two symbols at once, each in its own process; the models are those of
+    one-at-a-time runs (each run seeds its own training), and a bad file fails only itself."""
+    from safetensors.torch import load_file
+
+    import lstm_assets.definitions  # noqa: F401 - built before the command sets its folders
+
+    monkeypatch.delenv("LSTM_TRUTH_DIR", raising=False)
+    monkeypatch.delenv("LSTM_SETTINGS", raising=False)
+    raw = tmp_path / "raw"
+    generate(raw, DemoSpec(symbols=2, years=3, defect_share=0.0))
+    (raw / "SYN009.csv").write_text("date,close\n2020-01-01,abc\n")
+    sets = [a for kv in TINY_SET for a in ("--set", kv)]
+    outs = {}
+    for jobs in ("1", "2"):
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / f"home{jobs}"))
+        rc = cli.main(["run", "--raw-dir", str(raw), "--warehouse-dir", str(tmp_path / jobs),
+                       "--symbols", "SYN001,SYN002,SYN009", "--jobs", jobs, *sets])
+        outs[jobs] = capsys.readouterr().out
+        assert rc == 1, outs[jobs]  # SYN009 failed, the others did not
+        assert "SYN001: ok (" in outs[jobs] and "SYN002: ok (" in outs[jobs]
+        assert "SYN009: FAILED" in outs[jobs]
+    assert "2 symbols at a time, each in its own process" in outs["2"]
+    assert "at a time" not in outs["1"]
+    for sym in ("SYN001", "SYN002"):
+        one, two = (load_file(str(tmp_path / j / "lstm_model" / f"{sym}.safetensors"))
+                    for j in ("1", "2"))
+        assert one.keys() == two.keys()
+        assert all(one[k].equal(two[k]) for k in one)

@@ -31,8 +31,9 @@ variable                       default              meaning (read by)
 ``DAGSTER_PG_DB``
 ``LSTM_MAX_CONCURRENT_RUNS``   one per core, 1-8    runs at once, written into a new
                                                     dagster.yaml (``instance.py``)
-``LSTM_GPU_POOL_LIMIT``        ``1``                steps at once in the ``gpu`` pool (training;
-                                                    ``instance.py``, the new-file sensor)
+``LSTM_GPU_POOL_LIMIT``        1 on a GPU, else     steps at once in the ``gpu`` pool (training;
+                               one per core         ``instance.py``, the new-file sensor;
+                                                    ``train.parallel_fits``)
 ``LSTM_S3_ENDPOINT``           unset                S3 endpoint URL of an ``s3://`` warehouse
                                                     (``core/storage.py``); when unset,
                                                     ``AWS_ENDPOINT_URL_S3``, else
@@ -273,7 +274,7 @@ class ProjectConfig:
     dagster_home: str | None = None
     instance: str = "local"
     max_concurrent_runs: int | None = None
-    gpu_pool_limit: int = 1
+    gpu_pool_limit: int | None = None
     s3_endpoint: str | None = None
     s3_region: str | None = None
     # pipeline settings and automation
@@ -319,7 +320,7 @@ class ProjectConfig:
             dagster_home=_get(e, "DAGSTER_HOME"),
             instance=instance or ("postgres" if _get(e, "DAGSTER_PG_HOST") else "local"),
             max_concurrent_runs=_optional_int(e, "LSTM_MAX_CONCURRENT_RUNS"),
-            gpu_pool_limit=_int(e, "LSTM_GPU_POOL_LIMIT", d.gpu_pool_limit),
+            gpu_pool_limit=_optional_int(e, "LSTM_GPU_POOL_LIMIT"),
             s3_endpoint=(_get(e, "LSTM_S3_ENDPOINT") or _get(e, "AWS_ENDPOINT_URL_S3")
                          or _get(e, "AWS_ENDPOINT_URL")),
             s3_region=_get(e, "AWS_REGION") or _get(e, "AWS_DEFAULT_REGION"),

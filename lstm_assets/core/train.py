@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -37,11 +38,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.storage import AnyPath, atomic_path, local_file
-from lstm_assets.core.trainees import VAL_SLICE, OneNet, StackedLSTMs, State, Trainee
+from lstm_assets.core.trainees import (
+    VAL_SLICE,
+    OneNet,
+    StackedLSTMs,
+    State,
+    Trainee,
+    lstm_net,
+)
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +382,9 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
                  on_epoch: Callable[[dict[str, float]], None] | None = None,
                  autocast: bool | None = None, fused: bool | None = None, compact: bool = True,
                  checkpoint: AnyPath | None = None, fingerprint: str = "",
-                 checkpoint_every: float = 0.0, save_finished: bool = True) -> list[TrainResult]:
+                 checkpoint_every: float = 0.0, save_finished: bool = True,
+                 make_net: Callable[[int, Settings], nn.Module] | None = None
+                 ) -> list[TrainResult]:
     """Train one model per sequence set and return each one's best (lowest val loss) weights.
 
     ``stacked``: the models train together as one stacked module
@@ -386,10 +397,14 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
     "training"}`` after each epoch, and for one model also its history row. ``checkpoint``: the
     state is saved there after an epoch once ``checkpoint_every`` seconds have passed since the
     last save (and after the last epoch when ``save_finished``); a checkpoint that matches
-    ``fingerprint`` is resumed from.
+    ``fingerprint`` is resumed from. ``make_net(n_features, settings)``: the network one model
+    trains (default: the per-symbol LSTM); any classifier of windows with an
+    ``input_weight_key`` (``core/research/families.py``); not with ``stacked``.
     """
     if not stacked and len(seqs) != 1:
         raise ValueError(f"one model per call without stacking, got {len(seqs)} sequence sets")
+    if stacked and make_net is not None:
+        raise ValueError("stacked training trains the per-symbol LSTM only, not make_net")
     device = pick_device(settings.device)
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
@@ -399,7 +414,8 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
     inits = list(init_states) if init_states is not None else [None] * len(seqs)
     torch.manual_seed(settings.seed)
     trainee: Trainee = (StackedLSTMs(seqs, settings, device, use_ac, inits, fused) if stacked
-                        else OneNet(seqs[0], settings, device, use_ac, inits[0]))
+                        else OneNet(seqs[0], settings, device, use_ac, inits[0],
+                                    make_net or lstm_net))
     loop = _Loop(trainee, seqs, settings, device,
                  max_epochs if max_epochs is not None else settings.max_epochs,
                  checkpoint, fingerprint, checkpoint_every, save_finished)
@@ -434,6 +450,17 @@ def bytes_per_symbol(seq: SequenceSet, settings: Settings) -> int:
     val = 2 * VAL_SLICE * t * feats * 4
     act = 16 * b * t * settings.num_layers * 4 * h * 4
     return int(data + val + act)
+
+
+def parallel_fits(settings: Settings) -> int:
+    """How many fits this machine runs well at once: one on a GPU (a step there already trains
+    many symbols together), else one per ``num_threads`` CPU cores (one per core by default:
+    one fit of this model cannot use a second core, ``Settings.num_threads``)."""
+    if pick_device(settings.device).type == "cuda":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_fit = settings.num_threads if settings.num_threads > 0 else (cores or 1)
+    return max(1, (cores or 1) // per_fit)
 
 
 def auto_group_size(seqs: list[SequenceSet], settings: Settings) -> int:

@@ -85,6 +85,13 @@ class _SinkHandler(logging.Handler):
             self.handleError(record)
 
 
+def set_sink(sink: Callable[[str], None] | None) -> None:
+    """Where the console logger sends each INFO message's text from now on (None: nowhere).
+    :class:`RunProgress` sets itself; a worker of ``run_workers`` sets its queue to the parent."""
+    global _sink
+    _sink = sink
+
+
 def _attach_sink(log: logging.Logger) -> None:
     """With a sink open, INFO messages reach it; the console handlers keep their own level."""
     if _sink is None:
@@ -133,7 +140,6 @@ class RunProgress:
         self.bar: Any = None
 
     def __enter__(self) -> RunProgress:
-        global _sink
         from tqdm import tqdm
 
         if self.tty:
@@ -141,12 +147,11 @@ class RunProgress:
                             unit="symbol", dynamic_ncols=True,
                             bar_format="{l_bar}{bar:24}| {n:.1f}/{total} symbols "
                                        "[{elapsed}<{remaining}]{postfix}")
-        _sink = self.message
+        set_sink(self.message)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        global _sink
-        _sink = None
+        set_sink(None)
         if self.bar is not None:
             self.bar.close()
             self.bar = None
