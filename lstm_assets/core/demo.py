@@ -8,14 +8,26 @@ Features per file (95): 69 technical (``tech_*``, derived from the simulated OHL
 input), 14 fundamental (``fund_*``, quarterly, carried forward; valuation ratios move with the
 price) and 11 macro (``macro_*``, identical for every symbol), plus ``micro_order_flow``.
 
-``signal`` mode plants a pattern that needs the sequence: the expected next-day return is
-``signal_strength * sigma[t+1] * s[t]`` where ``s[t]`` is the (unit-variance) sum of the last
-``signal_window`` days of ``micro_order_flow``. One day of features sees only a fraction of it, so
-a model that looks only at the last day cannot reach the best accuracy. Because the returns are
-conditionally Gaussian with mean and standard deviation known to the generator, the best
-achievable (Bayes) accuracy for any label rule can be computed exactly: the generator saves the
-conditional mean and std of every day's forward return in ``<out>/../demo_truth/`` (not in the
-raw folder, where it would be taken for a symbol). ``null`` mode: the same data with no pattern.
+Three modes (:data:`MODES`), all drawn from the same random streams, so for one seed they differ
+only in the planted mean of the returns (and in the prices and price-derived features that
+follow from it):
+
+- ``signal`` plants a pattern that needs the sequence: the expected next-day return is
+  ``signal_strength * sigma[t+1] * s[t]`` where ``s[t]`` is the (unit-variance) sum of
+  ``micro_order_flow`` on the days ``signal_lags`` before day t. One day of features sees only a
+  fraction of it, so a model that looks only at the last day cannot reach the best accuracy.
+- ``weak`` plants the same pattern, with the same rule and strength for every symbol, at the
+  strength :data:`WEAK_SIGNAL_STRENGTH` (``signal_strength`` is not used; the manifest records
+  the strength used): the best achievable accuracy is only a few points above the majority
+  class, about as much as markets offer at best. It tests statistical power: at real-data size a
+  model pooled over all symbols can find it, a model per symbol mostly cannot.
+- ``null`` has no pattern.
+
+Because the returns are conditionally Gaussian with mean and standard deviation known to the
+generator, the best achievable (Bayes) accuracy for any label rule can be computed exactly
+(:func:`lstm_assets.core.evaluate.oracle_proba`): the generator saves the conditional mean and
+std of every day's forward return in ``<out>/../demo_truth/`` (not in the raw folder, where it
+would be taken for a symbol).
 
 A known share of files gets realistic defects (NaN runs, duplicated and unsorted dates, inf,
 junk strings); the manifest lists which.
@@ -25,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +51,17 @@ from lstm_assets.core.storage import atomic_path, write_json, write_parquet
 log = logging.getLogger(__name__)
 
 END_DATE = "2025-12-31"  # fixed, so the same seed gives the same files on any day
+MODES = ("signal", "weak", "null")
+"""The generator's modes (module docstring)."""
+WEAK_SIGNAL_STRENGTH = 0.1
+"""``signal_strength`` of ``weak`` mode. With the default label rule (3 classes, the default FLAT
+band) the oracle's expected accuracy over every labelled day is 3.4-3.8 points above the
+majority class's (pooled: 3.44 and 3.36 on 40 symbols x 5 years, seeds 3 and 11; 3.84 on
+164 x 5, seed 7), 0.4-4.9 points per symbol. About 1.8-2.3 of those points are there with no
+pattern at all (``null`` mode: the oracle knows each day's true volatility, which the FLAT band
+only estimates from past returns); the pattern adds about 1.5 (pooled gap at strength 0.05:
+2.4; at 0.125: 3.9-4.0; on 40 x 5). Measured by ``universe_gap`` in
+``lstm_assets_tests/test_weak_signal.py``."""
 DEFECT_KINDS = ("nan_runs", "duplicate_dates", "unsorted_dates", "inf_values", "junk_strings")
 FUND_NAMES = (
     "pe", "pb", "ps", "ev_ebitda", "dividend_yield", "fcf_yield", "eps_growth", "revenue_growth",
@@ -52,6 +75,9 @@ MACRO_NAMES = (
 
 @dataclass
 class DemoSpec:
+    """What :func:`generate` writes. ``mode`` is one of :data:`MODES`; ``signal_strength`` is
+    the strength ``signal`` mode plants (``weak`` mode plants :data:`WEAK_SIGNAL_STRENGTH`)."""
+
     symbols: int = 164
     years: int = 20
     seed: int = 7
@@ -205,9 +231,15 @@ def _write_raw(path: Path, df: pd.DataFrame, fmt: str) -> None:
 
 def generate(out_dir: Path, spec: DemoSpec,
              progress: Callable[[int], object] | None = None) -> dict[str, object]:
-    """Write one raw file per symbol into ``out_dir`` and the ground truth beside it."""
-    if spec.mode not in ("signal", "null"):
-        raise ValueError(f"mode must be 'signal' or 'null', not {spec.mode!r}")
+    """Write one raw file per symbol into ``out_dir`` and the ground truth beside it.
+
+    ``weak`` mode writes the spec with ``signal_strength`` = :data:`WEAK_SIGNAL_STRENGTH` into
+    the manifest (the strength it plants)."""
+    if spec.mode not in MODES:
+        raise ValueError(f"unknown demo mode {spec.mode!r}: the modes are "
+                         f"{', '.join(repr(m) for m in MODES)}")
+    if spec.mode == "weak":
+        spec = replace(spec, signal_strength=WEAK_SIGNAL_STRENGTH)
     names = spec.names or demo_symbols(spec.symbols)
     # independent streams: the shared (market, flow, macro) one and one per symbol. Seeding a
     # symbol with [seed, j] would not do: SeedSequence([seed, 0]) equals SeedSequence(seed), so
@@ -226,7 +258,7 @@ def generate(out_dir: Path, spec: DemoSpec,
     # s[t]: unit-variance sum of the order flow ``signal_lags`` days before day t
     s = sum(pd.DataFrame(flow).shift(lag).to_numpy() for lag in spec.signal_lags)
     s = np.nan_to_num(s / np.sqrt(len(spec.signal_lags)))
-    strength = spec.signal_strength if spec.mode == "signal" else 0.0
+    strength = 0.0 if spec.mode == "null" else spec.signal_strength
     drift = 0.06 / 252
     mu = np.full((t, k), drift)
     mu[1:] += strength * sigma[1:] * s[:-1]  # return of day t+1 depends on flow up to day t
