@@ -601,6 +601,10 @@ def _main(argv: list[str] | None) -> int:
 
     register_bench(sub)  # bench
 
+    from lstm_assets.compare_cli import register as register_compare
+
+    register_compare(sub)  # compare
+
     h = sub.add_parser("honesty", help="oracle check (signal data) and null check (null data)")
     h.add_argument("--symbols", type=int, default=8)
     h.add_argument("--years", type=int, default=20)

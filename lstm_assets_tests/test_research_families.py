@@ -160,14 +160,15 @@ def test_family_trees_and_factors() -> None:
     y = np.where(rng.random(1000) < 0.2, rng.integers(0, 3, 1000), clean)  # 20% noise
     tr, va, te = slice(0, 600), slice(600, 800), slice(800, 1000)
     model = fit_trees(Z[tr], y[tr], Z[va], y[va], seed=0, max_iter=150)
-    assert 1 <= model.n_iter_ < 150  # noisy labels: the validation loss turns before the end
+    assert 1 <= model.best_iter_ < 150  # noisy labels: the validation loss turns before the end
+    assert model.n_iter_ < 150  # and the growing stopped early
     proba = predict_trees(model, Z[te])
     assert proba.shape == (200, 3)
     assert np.mean(proba.argmax(1) == clean[te]) > 0.8
-    # the refit is the full fit cut at its best iteration
+    # the prediction is the full fit cut at its best iteration
     full = HistGradientBoostingClassifier(max_iter=150, early_stopping=False, random_state=0,
                                           class_weight="balanced").fit(Z[tr], y[tr])
-    staged = list(full.staged_predict_proba(Z[te]))[model.n_iter_ - 1]
+    staged = list(full.staged_predict_proba(Z[te]))[model.best_iter_ - 1]
     np.testing.assert_allclose(proba, staged, atol=1e-12)
     no_flat = y[tr] != 1
     two = fit_trees(Z[tr][no_flat], y[tr][no_flat], Z[va], y[va], seed=0, max_iter=20)

@@ -21,6 +21,10 @@ from lstm_assets import deploy
 from lstm_assets.core import stages
 from lstm_assets.core.config import ProjectConfig
 from lstm_assets.core.report import leaderboard_markdown, markdown
+from lstm_assets.core.research.compare import DEFAULT_FAMILIES, CompareSpec
+from lstm_assets.core.research.report import markdown as comparison_markdown
+from lstm_assets.core.research.report import verdict
+from lstm_assets.core.settings import parse_overrides
 from lstm_assets.core.signals import latest_signals as compute_signals
 from lstm_assets.core.signals import signals_markdown
 from lstm_assets.core.storage import read_json
@@ -261,6 +265,60 @@ def leaderboard(paths: PathsResource) -> dg.MaterializeResult:
             "mean_model_accuracy": _mean_percent(mean.get("model_accuracy")),
             "mean_majority_accuracy": _mean_percent(mean.get("majority_accuracy")),
             "path": paths.layout().warehouse.leaderboard(".md"),
+        }),
+    })
+
+
+class ComparisonConfig(dg.Config):
+    """What ``model_comparison`` runs (``lstm-assets compare`` has the same options)."""
+
+    families: list[str] = list(DEFAULT_FAMILIES)
+    horizons: list[int] = [1]
+    targets: list[str] = ["raw"]
+    folds: int = 4
+    embedding: int = 8
+    cost_bps: float = 10.0
+    resamples: int = 1000
+    set: list[str] = []
+    """``KEY=VALUE`` settings of the pooled networks (e.g. ``hidden_size=64``), over
+    ``core/research/compare.POOLED_SETTINGS`` and this code location's settings."""
+
+
+@dg.asset(group_name="research", deps=["clean_frames"], kinds={"pytorch", "markdown"},
+          pool="gpu")
+def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig,
+                     paths: PathsResource, settings: LstmSettings) -> dg.MaterializeResult:
+    """Pooled LSTM / GRU / ALSTM, gradient-boosted trees, an ensemble (and on request the
+    per-symbol LSTM) beside factor baselines, over walk-forward folds of every symbol with a
+    clean frame: rank IC, accuracy, long/short after costs, per-symbol significance (BH), paired
+    and SPA tests (``core/research/compare.py``). Materialized on demand: it trains
+    families x folds networks."""
+    spec = CompareSpec(families=tuple(config.families), horizons=tuple(config.horizons),
+                       targets=tuple(config.targets), folds=config.folds,
+                       embedding=config.embedding, cost_bps=config.cost_bps,
+                       n_resamples=config.resamples)
+
+    def progress(text: str, step: int) -> None:
+        if step:
+            context.log.info(text)
+
+    overrides = parse_overrides(config.set)
+    result, images = stages.run_comparison(paths.layout(), settings.to_core().replace(
+        **overrides), spec, overrides=overrides, progress=progress)
+    best = [max((r for r in run["families"] if r["kind"] == "model"),
+                key=lambda r: r["ic"]["mean"]) for run in result["runs"]]
+    return dg.MaterializeResult(metadata={
+        "comparison": dg.MetadataValue.md(comparison_markdown(result, images)),
+        **to_metadata({
+            "symbols": result["symbols"],
+            "configurations_tried": result["configurations_tried"],
+            "best_family": [f"h{run['horizon']} {run['target']}: {b['family']}"
+                            for run, b in zip(result["runs"], best, strict=True)],
+            "best_mean_rank_ic": [round(b["ic"]["mean"], 4) for b in best],
+            "best_rank_ic_t": [round(b["ic"]["t"], 2) for b in best],
+            "verdict": [verdict(run, result["configurations_tried"]) for run in result["runs"]],
+            "seconds": round(result["seconds"], 1),
+            "path": paths.layout().warehouse.base / stages.COMPARISON_ASSET,
         }),
     })
 

@@ -258,37 +258,60 @@ def _weighted_log_loss(proba: np.ndarray, y: np.ndarray, weight: np.ndarray) -> 
     return float(-(weight * np.log(p)).sum() / max(weight.sum(), 1e-12))
 
 
+TREE_CHUNK = 10
+"""Boosting iterations grown between two looks at the validation loss."""
+TREE_PATIENCE = 2
+"""Chunks without a better validation loss before the growing stops."""
+
+
 def fit_trees(Xtr: np.ndarray, ytr: np.ndarray, Xval: np.ndarray, yval: np.ndarray, seed: int,
               max_iter: int = 100, balanced: bool = True) -> HistGradientBoostingClassifier:
     """scikit-learn's ``HistGradientBoostingClassifier`` on labels 0..2, its number of boosting
-    iterations chosen on the given validation rows.
+    iterations (``best_iter_``) chosen on the given validation rows.
 
     The model's own early stopping would hold out a random share of the training rows, mixing
-    dates; instead it is fit with ``early_stopping=False`` and ``max_iter`` iterations, the
-    validation loss of every prefix of its trees is read with ``staged_predict_proba``, and it
-    is refit with the best number of iterations. Boosting adds one iteration at a time and,
-    with the same ``random_state``, each iteration does not depend on later ones, so the refit
-    is the first fit cut at its best iteration (``n_iter_``). ``balanced``: class weights
+    dates. Instead the model grows ``TREE_CHUNK`` iterations at a time (``warm_start``); after
+    each chunk the validation loss of every prefix of its trees is read with
+    ``staged_predict_proba``, and growing stops after ``TREE_PATIENCE`` chunks without a better
+    one, or at ``max_iter``. Each iteration depends only on the earlier ones (no subsampling),
+    so the model cut at ``best_iter_`` is the model a fit of exactly ``best_iter_`` iterations
+    gives; :func:`predict_trees` predicts with that prefix. On a weak signal the best prefix is
+    short, so stopping early saves most of the fitting time. ``balanced``: class weights
     ``"balanced"`` in the fit, and the validation loss weighted by the same train-class
     weights (:func:`~lstm_assets.core.trainees.class_weights`), as the deep models' loop does.
     """
-    params = {"max_iter": max_iter, "early_stopping": False, "random_state": seed,
-              "class_weight": "balanced" if balanced else None}
     ytr = np.asarray(ytr, dtype=np.int64)
     yval = np.asarray(yval, dtype=np.int64)
-    model = HistGradientBoostingClassifier(**params).fit(Xtr, ytr)
     weight = class_weights(ytr)[yval] if balanced else np.ones(len(yval))
-    losses = [_weighted_log_loss(_full_proba(model.classes_, p), yval, weight)
-              for p in model.staged_predict_proba(Xval)]
-    best = int(np.argmin(losses)) + 1
-    if best < model.n_iter_:
-        model = HistGradientBoostingClassifier(**(params | {"max_iter": best})).fit(Xtr, ytr)
+    model = HistGradientBoostingClassifier(
+        max_iter=min(TREE_CHUNK, max_iter), early_stopping=False, random_state=seed,
+        class_weight="balanced" if balanced else None, warm_start=True)
+    best, best_loss, stale = 1, float("inf"), 0
+    while True:
+        model.fit(Xtr, ytr)
+        losses = [_weighted_log_loss(_full_proba(model.classes_, p), yval, weight)
+                  for p in model.staged_predict_proba(Xval)]
+        i = int(np.argmin(losses))
+        if losses[i] < best_loss:
+            best, best_loss, stale = i + 1, losses[i], 0
+        else:
+            stale += 1
+        if stale >= TREE_PATIENCE or model.n_iter_ >= max_iter:
+            break
+        model.set_params(max_iter=min(model.n_iter_ + TREE_CHUNK, max_iter))
+    model.best_iter_ = best
     return model
 
 
 def predict_trees(model: HistGradientBoostingClassifier, X: np.ndarray) -> np.ndarray:
-    """Probabilities (n, 3) in class order; a class absent from training gets 0."""
-    return _full_proba(model.classes_, model.predict_proba(X))
+    """Probabilities (n, 3) in class order of the model's first ``best_iter_`` iterations (all
+    when it has none); a class absent from training gets 0."""
+    best = getattr(model, "best_iter_", model.n_iter_)
+    if best >= model.n_iter_:
+        proba = model.predict_proba(X)
+    else:
+        proba = next(p for k, p in enumerate(model.staged_predict_proba(X), 1) if k == best)
+    return _full_proba(model.classes_, proba)
 
 
 # ---- factor baselines -----------------------------------------------------------------------
