@@ -22,7 +22,8 @@ Factor baselines (1-day and 5-day reversal, 20-day momentum, low volatility) are
 comparison; a model that does not beat them has learned nothing a one-line rule lacks.
 The families: ``lstm``, ``gru``, ``alstm`` pooled over all symbols (one network, each symbol
 scaled on its own training rows, a symbol embedding of ``embedding`` dims), ``hgb`` (histogram
-gradient boosting on the last day's features and two lags, pooled), ``ensemble`` (the mean of
+gradient boosting on the last day's features and two lags, pooled), ``linear`` (multinomial
+logistic regression on the last five days' features, pooled), ``ensemble`` (the mean of
 the other model families' probabilities), and ``lstm@symbol`` (today's per-symbol LSTM, one
 per symbol and fold: the per-symbol assets' model, for the pooled-vs-per-symbol question).
 """
@@ -53,9 +54,10 @@ from lstm_assets.core.train import train_models
 
 POOLED = ("lstm", "gru", "alstm")
 PER_SYMBOL = "lstm@symbol"
-FAMILIES = (*POOLED, "hgb", "ensemble", PER_SYMBOL)
-DEFAULT_FAMILIES = ("lstm", "gru", "alstm", "hgb", "ensemble")
-QUICK_FAMILIES = ("lstm", "hgb")
+SHALLOW = ("hgb", "linear")
+FAMILIES = (*POOLED, *SHALLOW, "ensemble", PER_SYMBOL)
+DEFAULT_FAMILIES = ("lstm", "gru", "alstm", "hgb", "linear", "ensemble")
+QUICK_FAMILIES = ("lstm", "hgb", "linear")
 
 POOLED_SETTINGS = {"hidden_size": 32, "num_layers": 1, "lookback": 20, "dropout": 0.1,
                    "learning_rate": 2e-3, "max_epochs": 40, "early_stop_patience": 8}
@@ -95,8 +97,8 @@ class CompareSpec:
         if bad:
             raise ValueError(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
         if "ensemble" in self.families and sum(f in self.families for f in
-                                               (*POOLED, "hgb")) < 2:
-            raise ValueError("ensemble needs at least two of lstm, gru, alstm, hgb")
+                                               (*POOLED, *SHALLOW)) < 2:
+            raise ValueError("ensemble needs at least two of lstm, gru, alstm, hgb, linear")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,6 +175,17 @@ def _fit_trees(pset: PanelSet, settings: Settings) -> np.ndarray:
                           fam.tree_features(X, va), pset.y[va].astype(np.int64),
                           seed=settings.seed, balanced=False)
     return fam.predict_trees(model, fam.tree_features(X, te))
+
+
+def _fit_linear(pset: PanelSet, settings: Settings) -> np.ndarray:
+    """Pooled multinomial logistic regression on the last week's features."""
+    X = pset.X[:, :-1]
+    tr, va, te = (pset.end_rows(s) for s in ("train", "val", "test"))
+    lags = fam.LINEAR_LAGS
+    model = fam.fit_linear(fam.tree_features(X, tr, lags), pset.y[tr].astype(np.int64),
+                           fam.tree_features(X, va, lags), pset.y[va].astype(np.int64),
+                           seed=settings.seed)
+    return fam.predict_linear(model, fam.tree_features(X, te, lags))
 
 
 def _fit_per_symbol(pset: PanelSet, settings: Settings) -> np.ndarray:
@@ -274,6 +287,8 @@ class Comparison:
                                   self.spec.embedding, on_epoch)
             elif family == "hgb":
                 proba = _fit_trees(pset, self.pooled)
+            elif family == "linear":
+                proba = _fit_linear(pset, self.pooled)
             else:
                 seq = pooled_set(panel, fold, self.settings)
                 proba = _fit_per_symbol(seq, self.settings)
@@ -284,7 +299,7 @@ class Comparison:
             p.seconds += time.perf_counter() - t
             self.progress(f"{where}: {family} done", 1)
         if "ensemble" in self.spec.families:
-            members = [probas[f] for f in (*POOLED, "hgb") if f in probas]
+            members = [probas[f] for f in (*POOLED, *SHALLOW) if f in probas]
             proba = fam.ensemble_proba(members)
             preds.setdefault("ensemble", Predictions()).add(pset, te, fold, _score(proba),
                                                             proba, maj)

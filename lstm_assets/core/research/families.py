@@ -22,11 +22,14 @@ gradient-boosted tree model on the last rows' features (:func:`fit_trees`) and p
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from lstm_assets.core.model import LSTMClassifier, predict_proba
@@ -312,6 +315,40 @@ def predict_trees(model: HistGradientBoostingClassifier, X: np.ndarray) -> np.nd
     else:
         proba = next(p for k, p in enumerate(model.staged_predict_proba(X), 1) if k == best)
     return _full_proba(model.classes_, proba)
+
+
+# ---- linear baseline -----------------------------------------------------------------------
+
+LINEAR_LAGS: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""The linear model reads the last week's features (rows t .. t-4)."""
+LINEAR_CS: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
+"""Inverse L2 strengths tried, the best by validation log loss."""
+
+
+def fit_linear(Xtr: np.ndarray, ytr: np.ndarray, Xval: np.ndarray, yval: np.ndarray,
+               seed: int, cs: tuple[float, ...] = LINEAR_CS) -> LogisticRegression:
+    """Multinomial logistic regression (L2) on standardized inputs, its strength chosen among
+    ``cs`` by validation log loss: the model a practitioner tries before any network, and the
+    one that finds a weak linear pattern in many samples."""
+    ytr = np.asarray(ytr, dtype=np.int64)
+    yval = np.asarray(yval, dtype=np.int64)
+    best: LogisticRegression | None = None
+    best_loss = float("inf")
+    for c in cs:
+        with warnings.catch_warnings():  # lbfgs short of full convergence: a fine predictor
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = LogisticRegression(C=c, max_iter=300, random_state=seed).fit(Xtr, ytr)
+        loss = _weighted_log_loss(_full_proba(model.classes_, model.predict_proba(Xval)), yval,
+                                  np.ones(len(yval)))
+        if loss < best_loss:
+            best, best_loss = model, loss
+    assert best is not None
+    return best
+
+
+def predict_linear(model: LogisticRegression, X: np.ndarray) -> np.ndarray:
+    """Probabilities (n, 3) in class order; a class absent from training gets 0."""
+    return _full_proba(model.classes_, model.predict_proba(X))
 
 
 # ---- factor baselines -----------------------------------------------------------------------
