@@ -135,3 +135,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
           f"({time.perf_counter() - t0:.0f}s in all)")
     return 0
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lstm_assets.compare_cli [compare options]``: the same command without the
+    rest of the CLI (no dagster needed, e.g. on a GPU box)."""
+    parser = argparse.ArgumentParser(prog="python -m lstm_assets.compare_cli")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["compare", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
