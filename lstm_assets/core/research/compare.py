@@ -235,7 +235,7 @@ class Comparison:
 
     def steps(self) -> int:
         """Units of work (fits) the run reports to ``progress``."""
-        fits = sum(f not in ("ensemble",) for f in self.spec.families) + 1  # + factors
+        fits = sum(f != "ensemble" for f in self.spec.families) + 1  # + factors
         return len(self.spec.horizons) * len(self.spec.targets) * self.spec.folds * fits
 
     def run(self) -> dict[str, Any]:
@@ -245,8 +245,7 @@ class Comparison:
         for h in self.spec.horizons:
             for target in self.spec.targets:
                 out["runs"].append(self._one(h, target))
-        tried = len(out["runs"]) * len([f for f in self.spec.families])
-        out["configurations_tried"] = tried
+        out["configurations_tried"] = len(out["runs"]) * len(self.spec.families)
         out["seconds"] = time.perf_counter() - t0
         return out
 
@@ -269,7 +268,6 @@ class Comparison:
         pset = pooled_set(panel, fold, self.pooled)
         te = pset.end_rows("test")
         maj = _majority(pset, te)
-        t = time.perf_counter()
         for name, score in _factor_scores(panel, pset, te).items():
             preds.setdefault(name, Predictions()).add(pset, te, fold, score, None, maj)
         self.progress(f"{where}: factors", 1)
@@ -317,7 +315,7 @@ def _align(src: PanelSet, dst: PanelSet, dst_rows: np.ndarray,
 
 
 def _factor_scores(panel: Panel, pset: PanelSet, rows: np.ndarray) -> dict[str, np.ndarray]:
-    per_symbol = [fam.factor_scores(c) for c in panel.close]
+    per_symbol = panel.factors()
     sym, src = pset.symbol_of_row[rows], pset.source_row[rows]
     out = {}
     for name in fam.FACTORS:

@@ -80,6 +80,15 @@ class Panel:
     usable: list[np.ndarray]  # per symbol: rows not excluded for a price jump
     horizon: int
     target: str
+    _factors: list[dict[str, np.ndarray]] | None = field(default=None, repr=False)
+
+    def factors(self) -> list[dict[str, np.ndarray]]:
+        """Per symbol, its price factors (``families.factor_scores``), computed once."""
+        if self._factors is None:
+            from lstm_assets.core.research.families import factor_scores
+
+            self._factors = [factor_scores(c) for c in self.close]
+        return self._factors
 
     @property
     def all_dates(self) -> np.ndarray:

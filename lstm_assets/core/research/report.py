@@ -128,7 +128,7 @@ def plot_png(run: dict[str, Any], series: dict[str, dict[str, Any]]) -> bytes:
     folds = sorted({int(f) for r in run["families"] for f in r["ic_by_fold"]})
     width = 0.8 / max(len(names), 1)
     for i, r in enumerate(run["families"]):
-        vals = [r["ic_by_fold"].get(f, r["ic_by_fold"].get(str(f), np.nan)) for f in folds]
+        vals = [r["ic_by_fold"].get(f, np.nan) for f in folds]
         ax[2].bar(np.arange(len(folds)) + i * width, vals, width, label=r["family"])
     ax[2].axhline(0, color="grey", lw=0.5)
     ax[2].set(title="mean daily rank IC per fold", xticks=np.arange(len(folds)) + 0.4,
