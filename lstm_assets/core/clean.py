@@ -60,6 +60,8 @@ EXCLUDED_LABEL = -2
 out of the scaler's fit (its features hold the jump). -1 is a row with no label at all."""
 
 DATA_ADJUSTMENTS_KEY = "lstm_assets.data_adjustments"
+RAW_FILE_KEY = "lstm_assets.raw_file"
+"""The clean frame's metadata key for the raw file it was made from (name, content hash)."""
 """Key of the clean parquet file's metadata that holds :func:`data_adjustments` (JSON)."""
 
 

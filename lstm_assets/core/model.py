@@ -9,6 +9,7 @@ for people.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from importlib import metadata
@@ -19,12 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save
 from torch import nn
 
 from lstm_assets.core.sequences import CLIP
 from lstm_assets.core.settings import CLASSES
-from lstm_assets.core.storage import local_file, write_bytes, write_json
+from lstm_assets.core.storage import local_file, read_bytes, write_bytes, write_json
 
 
 class LSTMClassifier(nn.Module):
@@ -60,9 +62,18 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def save_model(path: Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+def model_bytes(state: dict[str, torch.Tensor], config: dict[str, Any]) -> bytes:
+    """The model file's bytes: safetensors weights with ``config`` in the header."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    blob = save(tensors, metadata={"config": json.dumps(config)})
+    return save(tensors, metadata={"config": json.dumps(config)})
+
+
+def save_model(path: Path, state: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    write_model(path, model_bytes(state, config), config)
+
+
+def write_model(path: Path, blob: bytes, config: dict[str, Any]) -> None:
+    """Write a model file's bytes and its readable ``.json`` config beside it (both atomic)."""
     write_bytes(path, blob)
     write_json(path.with_suffix(".json"), config)
 
@@ -75,24 +86,40 @@ def read_model_config(path: Path) -> dict[str, Any]:
     return json.loads(meta["config"])
 
 
+def content_version(blob: bytes) -> str:
+    """A model file's version: the first 16 hex digits of its bytes' SHA-256."""
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_model_config_bytes(blob: bytes) -> dict[str, Any]:
+    """The config in a model file's bytes (the safetensors header: 8-byte length, then JSON)."""
+    n = int.from_bytes(blob[:8], "little")
+    meta = json.loads(blob[8:8 + n]).get("__metadata__") or {}
+    if "config" not in meta:
+        raise ValueError("not an lstm_assets model (no config in the header)")
+    return json.loads(meta["config"])
+
+
 @dataclass
 class LoadedModel:
     """A model read back from disk with everything needed to predict from raw features."""
 
     net: LSTMClassifier
     config: dict[str, Any]
+    version: str = ""
+    """The model file's content version (:func:`content_version` of its bytes)."""
 
     @classmethod
     def load(cls, path: Path, device: str = "cpu") -> LoadedModel:
-        with local_file(path) as local:  # one download when the model is in an object store
-            config = read_model_config(local)
-            state = load_file(str(local), device=device)
+        blob = read_bytes(path)  # one read (one download when the model is in a store)
+        config = read_model_config_bytes(blob)
+        state = load_bytes(blob)
         arch = config["architecture"]
         net = LSTMClassifier(len(config["features"]), arch["hidden_size"], arch["num_layers"],
                              arch["dropout"])
         net.load_state_dict(state)
         net.to(device).eval()
-        return cls(net, config)
+        return cls(net, config, content_version(blob))
 
     @property
     def lookback(self) -> int:

@@ -138,6 +138,35 @@ class Settings:
     """``latest_signals`` abstains when the top class probability is below this."""
     raw_max_age_days: int = 5
     """Freshness check: a raw file whose last date is older than this many days warns."""
+    model_max_age_days: float = 8.0
+    """Freshness check: a serving model trained longer ago than this many days warns (the
+    nightly retrain makes a full fit every ``full_retrain_every_days``)."""
+
+    # ---- model lifecycle ------------------------------------------------------------------
+    promotion_level: float = 0.05
+    """A retrained model (the challenger) replaces the serving one (the champion) unless it is
+    significantly worse on the recent windows neither trained on: a one-sided test of the
+    per-window log-loss difference at this level (0 = always promote)."""
+    promotion_window: int = 0
+    """How many of those most recent windows the promotion test uses (0 = all of the test
+    split after the champion's last training label)."""
+    keep_model_versions: int = 10
+    """Model versions kept per symbol (``model_versions/``); older ones are pruned, never the
+    serving one (0 = keep all)."""
+    drift_window: int = 60
+    """Drift checks compare the last this many rows of each feature (and labels) with the
+    training rows."""
+    drift_threshold: float = 0.25
+    """A feature (or the label mix) whose population stability index exceeds this has drifted
+    (0.1-0.25: a moderate shift, above 0.25: a significant one)."""
+    cold_on_drift: bool = False
+    """A symbol with a drifted feature retrains cold (a full fit) instead of warm-starting."""
+    choose_threshold: bool = True
+    """The ABSTAIN threshold of each symbol is chosen on its validation split (the Wilson lower
+    bound of the kept signals' accuracy, at least ``threshold_min_coverage`` kept); otherwise
+    ``signal_min_confidence`` is used for every symbol."""
+    threshold_min_coverage: float = 0.2
+    """The least share of validation windows a chosen threshold keeps."""
 
     def effective_gap(self) -> int:
         return max(self.embargo, self.horizon)

@@ -2,8 +2,14 @@
 
 For every symbol that has a model, the model's own scaler scales the clean frame, the window
 ending on the frame's last day is scored, and the top class becomes the signal unless its
-probability is below ``signal_min_confidence`` or the window holds a price jump that training
-left out (then the signal is ``ABSTAIN``, and ``reason`` says why). The last
+probability is below the symbol's threshold or the window holds a price jump that training
+left out (then the signal is ``ABSTAIN``, and ``reason`` says why). The threshold is the one
+chosen on the serving model's validation split (its evaluation report, ``choose_threshold``),
+else ``signal_min_confidence``.
+
+Each run's rows are also appended to ``signal_history.parquet`` (one row per symbol and as-of
+date: a rerun of the same day replaces that day's row, other days are kept), which the live
+scorecard (``core/lifecycle/outcomes.py``) scores once the prices after it arrive. The last
 ``horizon`` rows of a clean frame have no label yet: they are exactly the rows signals are for.
 
 One symbol that cannot be scored (no clean frame, a stale model whose features are gone, too
@@ -23,14 +29,21 @@ import torch
 from lstm_assets.core.clean import EXCLUDED_LABEL
 from lstm_assets.core.model import LoadedModel
 from lstm_assets.core.settings import CLASSES, Settings
-from lstm_assets.core.storage import Warehouse, read_json, read_parquet, write_parquet
+from lstm_assets.core.storage import (
+    Warehouse,
+    exists,
+    read_json,
+    read_parquet,
+    write_parquet,
+)
 
 log = logging.getLogger(__name__)
 
 ABSTAIN = "ABSTAIN"
 COLUMNS = ["symbol", "as_of", "horizon", "signal", "predicted", "confidence",
-           *[f"p_{c.lower()}" for c in CLASSES], "model_init", "model_trained_at",
-           "model_test_accuracy", "majority_test_accuracy", "reason"]
+           *[f"p_{c.lower()}" for c in CLASSES], "threshold", "model_version", "model_init",
+           "model_trained_at", "model_test_accuracy", "majority_test_accuracy", "reason",
+           "generated_at"]
 
 
 @dataclass
@@ -79,51 +92,91 @@ def signal_for(model: LoadedModel, frame: pd.DataFrame,
     }
 
 
+def _report_for(wh: Warehouse, symbol: str, version: str) -> dict[str, Any] | None:
+    """The symbol's evaluation report when it is of the serving model (else None)."""
+    rp = wh.report(symbol, ".json")
+    if not exists(rp):
+        return None
+    rep = read_json(rp)
+    reported = rep.get("model_version")
+    return rep if reported in (None, version) else None
+
+
+def _threshold(rep: dict[str, Any] | None, settings: Settings) -> float:
+    chosen = ((rep or {}).get("threshold") or {}).get("threshold")
+    if settings.choose_threshold and chosen is not None:
+        return float(chosen)
+    return settings.signal_min_confidence
+
+
 def latest_signals(wh: Warehouse, settings: Settings,
                    symbols: list[str] | None = None) -> SignalTable:
-    """Signals for ``symbols`` (default: every symbol with a model); writes wh.signals()."""
+    """Signals for ``symbols`` (default: every symbol with a model); writes wh.signals() and
+    appends them to the signal history."""
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
+    now = pd.Timestamp.now(tz="UTC").isoformat()
     for sym in symbols if symbols is not None else model_symbols(wh):
         try:
             model = LoadedModel.load(wh.model(sym))
+            version = model.version
+            rep = _report_for(wh, sym, version)
+            threshold = _threshold(rep, settings)
             frame = read_parquet(wh.clean_frame(sym))
-            row = {"symbol": sym, **signal_for(model, frame, settings.signal_min_confidence)}
+            row = {"symbol": sym, **signal_for(model, frame, threshold)}
         except Exception as e:  # one symbol never stops the table; the reason is reported
             errors[sym] = f"{type(e).__name__}: {e}"
             log.warning("[%s] no signal: %s", sym, errors[sym])
             continue
         retrain = model.config.get("retrain") or {}
+        row["threshold"] = threshold
+        row["model_version"] = version
         row["model_init"] = retrain.get("init", model.config["training"].get("init"))
         row["model_trained_at"] = retrain.get("trained_at")
         row["model_test_accuracy"] = row["majority_test_accuracy"] = None
-        rp = wh.report(sym, ".json")
-        if rp.exists():
-            rep = read_json(rp)
+        if rep is not None:
             row["model_test_accuracy"] = rep["model"]["accuracy"]
             row["majority_test_accuracy"] = rep["baselines"]["majority"]["accuracy"]
+        row["generated_at"] = now
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
     write_parquet(wh.signals(), frame)
+    append_history(wh, frame)
     return SignalTable(frame, errors)
+
+
+def append_history(wh: Warehouse, frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``frame``'s rows to the signal history: one row per symbol and as-of date, the
+    newest kept (a rerun of a day replaces its row; other days are never rewritten)."""
+    path = wh.signal_history()
+    old = read_parquet(path) if exists(path) else pd.DataFrame(columns=COLUMNS)
+    both = pd.concat([old.astype(object), frame.astype(object)], ignore_index=True)
+    both = both.drop_duplicates(["symbol", "as_of"], keep="last")
+    both = both.sort_values(["as_of", "symbol"], kind="stable").reset_index(drop=True)
+    both = both.infer_objects()
+    write_parquet(path, both)
+    return both
 
 
 def signals_markdown(table: SignalTable, min_confidence: float) -> str:
     """One Markdown table for the UI."""
-    lines = [f"Next-day signals (abstain below {min_confidence:.0%} confidence). Test accuracy "
-             "is the model's on its test split, beside always-majority.", "",
-             "| symbol | as of | signal | P(DOWN) | P(FLAT) | P(UP) | test acc. | majority |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["Next-day signals: ABSTAIN below each symbol's threshold (chosen on its "
+             f"validation split; {min_confidence:.0%} where none was chosen). Test accuracy is "
+             "the model's on its test split, beside always-majority.", "",
+             "| symbol | as of | signal | P(DOWN) | P(FLAT) | P(UP) | threshold | test acc. | "
+             "majority | model |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
 
     def pct(x: Any) -> str:
         return "" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.1f}%"
 
     for r in table.frame.itertuples(index=False):
         lines.append(f"| {r.symbol} | {r.as_of} | **{r.signal}** | {pct(r.p_down)} | "
-                     f"{pct(r.p_flat)} | {pct(r.p_up)} | {pct(r.model_test_accuracy)} | "
-                     f"{pct(r.majority_test_accuracy)} |")
+                     f"{pct(r.p_flat)} | {pct(r.p_up)} | {pct(r.threshold)} | "
+                     f"{pct(r.model_test_accuracy)} | {pct(r.majority_test_accuracy)} | "
+                     f"{r.model_version} |")
     if table.errors:
         lines += ["", "No signal:", ""] + [f"- {s}: {m}" for s, m in table.errors.items()]
     return "\n".join(lines) + "\n"

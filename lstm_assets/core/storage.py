@@ -428,6 +428,12 @@ class Warehouse:
     def signals(self) -> AnyPath:
         return self.base / "latest_signals.parquet"
 
+    def signal_history(self) -> AnyPath:
+        return self.base / "signal_history.parquet"
+
+    def outcomes(self, suffix: str = ".parquet") -> AnyPath:
+        return self.base / f"signal_outcomes{suffix}"
+
     def report_symbols(self) -> list[str]:
         folder = self.base / "evaluation_report"
         if not folder.exists():

@@ -13,7 +13,12 @@ from typing import Any
 
 import pandas as pd
 
-from lstm_assets.core.clean import DATA_ADJUSTMENTS_KEY, clean_frame, data_adjustments
+from lstm_assets.core.clean import (
+    DATA_ADJUSTMENTS_KEY,
+    RAW_FILE_KEY,
+    clean_frame,
+    data_adjustments,
+)
 from lstm_assets.core.ingest import RawInfo, find_raw_file, read_options, read_raw
 from lstm_assets.core.sequences import build_sequences_from_parquet
 from lstm_assets.core.settings import Settings
@@ -116,7 +121,9 @@ def run_clean(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]
     frame, info = clean_frame(raw, settings, str(path))
     del raw  # the parse is not needed past this point (it is ~2x the clean frame)
     out = layout.warehouse.clean_frame(symbol)
-    write_parquet(out, frame, metadata={DATA_ADJUSTMENTS_KEY: data_adjustments(info)})
+    write_parquet(out, frame, metadata={
+        DATA_ADJUSTMENTS_KEY: data_adjustments(info),
+        RAW_FILE_KEY: {"name": path.name, "hash": file_hash(path, layout.raw_dir)}})
     derived = info.pop("columns_derived")
     return {
         "file": str(path),

@@ -12,15 +12,28 @@ import pandas as pd
 from lstm_assets.core import report as report_mod
 from lstm_assets.core.clean import DATA_ADJUSTMENTS_KEY
 from lstm_assets.core.evaluate import evaluate, load_truth
-from lstm_assets.core.model import (
-    LoadedModel,
-)
+from lstm_assets.core.lifecycle.threshold import apply_threshold, choose_threshold
+from lstm_assets.core.model import LoadedModel
+from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES, Settings
 from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences, upstream
 from lstm_assets.core.storage import parquet_metadata, write_parquet
 from lstm_assets.core.walkforward import walk_forward
 
 log = logging.getLogger(__name__)
+
+
+def abstain_threshold(model: LoadedModel, seq: SequenceSet, test_proba: np.ndarray,
+                      settings: Settings) -> dict[str, Any]:
+    """The ABSTAIN threshold chosen on the validation split (coverage against accuracy), and
+    the test split's figures at that point."""
+    va, te = seq.end_rows("val"), seq.end_rows("test")
+    chosen = choose_threshold(model.predict_proba(seq.X, va), seq.y[va].astype(np.int64),
+                              min_coverage=settings.threshold_min_coverage)
+    chosen["test"] = apply_threshold(test_proba, seq.y[te].astype(np.int64),
+                                     chosen["threshold"])
+    chosen["used_by_signals"] = settings.choose_threshold
+    return chosen
 
 
 def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
@@ -31,6 +44,8 @@ def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, A
     proba = model.predict_proba(seq.X, te)
     rep = evaluate(seq, frame, proba, settings, load_truth(layout.truth_dir, symbol))
     rep["symbol"] = symbol
+    rep["model_version"] = model.version
+    rep["threshold"] = abstain_threshold(model, seq, proba, settings)
     # the splits adjusted and the price jumps found when the clean frame was made (run_clean);
     # None for a clean frame written without them
     rep["data_adjustments"] = parquet_metadata(

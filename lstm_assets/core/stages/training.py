@@ -17,17 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_assets.core.clean import RAW_FILE_KEY
+from lstm_assets.core.lifecycle import versions
+from lstm_assets.core.lifecycle.drift import drift_report
 from lstm_assets.core.model import (
     LoadedModel,
     LSTMClassifier,
     library_versions,
+    model_bytes,
     predict_proba,
     read_model_config,
-    save_model,
+    write_model,
 )
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES, CLEAN_KEYS, MODEL_KEYS, Settings
-from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences
+from lstm_assets.core.stages.layout import Layout, read_clean, read_sequences, upstream
+from lstm_assets.core.storage import parquet_metadata
 from lstm_assets.core.train import TrainResult, fit, fit_many, pick_device
 
 log = logging.getLogger(__name__)
@@ -49,8 +54,17 @@ def model_config(seq: SequenceSet, frame_info: dict[str, Any], settings: Setting
         "training": summary,
         "fingerprint": fingerprint,
         "bounds": seq.bounds.as_dict(),
+        "trained_on": {
+            "train_end": _day(seq.dates[seq.bounds.range("train").stop - 1]),
+            "data_end": _day(seq.dates[-1]),
+        },
         "versions": library_versions(),
+        "code_version": versions.code_version(),
     }
+
+
+def _day(d: Any) -> str:
+    return str(np.datetime64(d, "D"))
 
 
 # Settings whose change makes a previous model a bad starting point (labels, split, model,
@@ -95,6 +109,22 @@ def _parse_time(value: Any) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+def _serving_config(path: Any) -> dict[str, Any] | None:
+    try:
+        return read_model_config(path) if path.exists() else None
+    except Exception:  # noqa: BLE001 - a damaged serving model is no champion
+        return None
+
+
+def _drifted(seq: SequenceSet, settings: Settings) -> list[str]:
+    """The drifted features (and ``label mix``) of ``seq``; none when it is too short to tell."""
+    try:
+        rep = drift_report(seq, settings.drift_window, settings.drift_threshold)
+    except ValueError:
+        return []
+    return [*rep["drifted"][:5], *(["label mix"] if rep["label_mix"]["drifted"] else [])]
+
+
 def plan_training(layout: Layout, symbol: str, settings: Settings, seq: SequenceSet,
                   fingerprint: str, now: datetime) -> TrainPlan:
     """Decide cold / warm / skip from the symbol's previous model (if any)."""
@@ -108,6 +138,13 @@ def plan_training(layout: Layout, symbol: str, settings: Settings, seq: Sequence
     if prev.get("fingerprint") == fingerprint and not settings.retrain_unchanged:
         return TrainPlan("skip", "training data and model settings unchanged since the "
                          f"previous model (fingerprint {fingerprint})", prev)
+    kept = None if settings.retrain_unchanged else versions.find_version(
+        layout.warehouse, symbol, fingerprint)
+    if kept is not None:
+        return TrainPlan("skip", f"model version {kept['version']} was trained on these inputs "
+                         "and settings and not promoted ("
+                         f"{(kept.get('decision') or {}).get('reason', 'see its record')}); the "
+                         "serving model stays", prev)
     if settings.warm_epochs <= 0 or settings.full_retrain_every_days <= 0:
         return TrainPlan("cold", "warm starts disabled (warm_epochs or full_retrain_every_days"
                          " is 0)", prev)
@@ -135,6 +172,10 @@ def plan_training(layout: Layout, symbol: str, settings: Settings, seq: Sequence
     if age >= settings.full_retrain_every_days:
         return TrainPlan("cold", f"last full fit {age:.1f} days ago (full retrain every "
                          f"{settings.full_retrain_every_days} days)", prev)
+    drifted = _drifted(seq, settings) if settings.cold_on_drift else []
+    if drifted:
+        return TrainPlan("cold", f"inputs drifted from the training rows ({', '.join(drifted)};"
+                         " cold_on_drift)", prev)
     return TrainPlan("warm", f"same features, architecture and settings; last full fit "
                      f"{age:.1f} days ago (< {settings.full_retrain_every_days})", prev,
                      last_cold_at=last_cold.isoformat())
@@ -194,8 +235,9 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
     fp = input_fingerprint(layout, symbol, settings, seq)
     now = now or datetime.now(UTC)
     out = layout.warehouse.model(symbol)
-    if init_state is not None:
-        plan = TrainPlan("warm", "initial weights given by the caller", last_cold_at=None)
+    if init_state is not None:  # the serving model (if any) is still the champion to beat
+        plan = TrainPlan("warm", "initial weights given by the caller",
+                         _serving_config(out), last_cold_at=None)
     else:
         plan = plan_training(layout, symbol, settings, seq, fp, now)
     job = _TrainJob(symbol, seq, None, float("nan"), fp, plan, now, init_state=init_state,
@@ -266,19 +308,89 @@ def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
         },
         "new_scores": new_scores,
     }
-    out = layout.warehouse.model(job.symbol)
-    save_model(out, res.state, cfg)
+    cfg["trained_on"]["raw_file_hash"] = _raw_hash(layout, job.symbol)
+    decision = _challenge(job, net, seq, settings)
+    cfg["retrain"]["promotion"] = decision
+    blob = model_bytes(res.state, cfg)
+    wh = layout.warehouse
+    out = wh.model(job.symbol)
+    version = versions.save_version(wh, job.symbol, blob, {
+        "created_at": now.isoformat(), "fingerprint": job.fingerprint,
+        "init": plan.init, "trained_on": cfg["trained_on"], "settings": settings.as_dict(),
+        "code_version": cfg["code_version"], "scores": new_scores, "decision": decision,
+    })
+    if decision["promote"]:
+        write_model(out, blob, cfg)
+        versions.update_record(wh, job.symbol, version, promoted_at=now.isoformat())
+    else:  # the champion keeps serving: its files are not rewritten
+        log.warning("[%s] model version %s not promoted: %s", job.symbol, version,
+                    decision["reason"])
+    pruned = versions.prune(wh, job.symbol, settings.keep_model_versions)
     # the model is complete: a checkpoint of this (or an interrupted earlier) fit is not needed
-    layout.warehouse.checkpoint(job.symbol).unlink(missing_ok=True)
+    wh.checkpoint(job.symbol).unlink(missing_ok=True)
     meta = res.summary()
     meta.update({"init": plan.init, "init_reason": plan.reason, "skipped": False,
-                 "trained_at": now.isoformat(), "path": str(out)})
+                 "trained_at": now.isoformat(), "path": str(out), "version": version,
+                 "promoted": decision["promote"], "promotion_reason": decision["reason"],
+                 "serving_version": versions.serving_version(wh, job.symbol),
+                 "versions_pruned": pruned})
+    for who in ("champion", "challenger"):
+        for k, v in (decision.get(who) or {}).items():
+            meta[f"{who}_{k}"] = v
     for k, v in new_scores.items():
         meta[f"new_{k}"] = v
     for k, v in (prev_scores or {}).items():
         meta[f"previous_{k}"] = v
     meta["history"] = res.history
     return meta
+
+
+def _raw_hash(layout: Layout, symbol: str) -> str | None:
+    """The raw file's content hash recorded in the clean frame (None: not recorded)."""
+    info = parquet_metadata(upstream(layout.warehouse.clean_frame(symbol), "clean_frames",
+                                     symbol), RAW_FILE_KEY)
+    return (info or {}).get("hash")
+
+
+def _window_losses(net: Any, X: np.ndarray, y: np.ndarray, rows: np.ndarray,
+                   lookback: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window log loss and correctness of ``net`` on the windows ending at ``rows``."""
+    p = np.clip(predict_proba(net, X, rows, lookback).astype(np.float64), 1e-7, 1)
+    yy = y[rows].astype(np.int64)
+    loss = -np.log(p[np.arange(len(yy)), yy] / p.sum(1))
+    return loss, (p.argmax(1) == yy).astype(np.float64)
+
+
+def challenge_rows(seq: SequenceSet, champion: dict[str, Any], settings: Settings) -> np.ndarray:
+    """The windows the challenger and the champion are compared on: the new test split's
+    labelled windows that neither trained on (after the champion's last training label), the
+    last ``promotion_window`` of them (0: all)."""
+    rows = seq.end_rows("test")
+    train_end = (champion.get("trained_on") or {}).get("train_end")
+    if train_end is not None:
+        cut = int(np.searchsorted(seq.dates, np.datetime64(train_end, "D"), side="right"))
+        rows = rows[rows >= cut + settings.horizon]
+    if settings.promotion_window > 0:
+        rows = rows[-settings.promotion_window:]
+    return rows
+
+
+def _challenge(job: _TrainJob, net: Any, seq: SequenceSet, settings: Settings
+               ) -> dict[str, Any]:
+    """Promote the new model (the challenger) unless it is significantly worse than the
+    serving one on the same recent windows (:func:`versions.challenger_decision`)."""
+    champ = job.prev_model
+    if champ is None or job.frame is None:
+        return {"promote": True, "reason": "no serving model to compare with"}
+    if (any(f not in job.frame.columns for f in champ.config["features"])
+            or len(job.frame) != len(seq.X)):
+        return {"promote": True, "reason": "the serving model cannot score the new windows "
+                "(its features are gone from the clean frame); the challenger is promoted"}
+    rows = challenge_rows(seq, champ.config, settings)
+    c_loss, c_ok = _window_losses(champ.net, champ.scale(job.frame), seq.y, rows,
+                                  champ.lookback)
+    n_loss, n_ok = _window_losses(net, seq.X, seq.y, rows, seq.lookback)
+    return versions.challenger_decision(c_loss, n_loss, c_ok, n_ok, settings.promotion_level)
 
 
 def run_train(layout: Layout, symbol: str, settings: Settings,
