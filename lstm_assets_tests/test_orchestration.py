@@ -8,6 +8,7 @@ Select a point with ``-k sensor``, ``-k schedule``, ``-k warm``, ``-k range``, `
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -521,9 +522,14 @@ def test_latest_signals_asset_and_threshold(demo4: Path, tmp_path: Path) -> None
     s = Settings(**TINY_CFG)
     from lstm_assets.core.storage import Warehouse
 
-    every = latest_signals(Warehouse(wh), s.replace(signal_min_confidence=0.0)).frame
+    # the default: each symbol's threshold chosen on its validation split (its report)
+    chosen = {sym: json.loads((wh / "evaluation_report" / f"{sym}.json").read_text())
+              ["threshold"]["threshold"] for sym in ("SYN001", "SYN002")}
+    assert dict(zip(table["symbol"], table["threshold"], strict=True)) == chosen
+    fixed = s.replace(choose_threshold=False)
+    every = latest_signals(Warehouse(wh), fixed.replace(signal_min_confidence=0.0)).frame
     assert (every["signal"] == every["predicted"]).all()
-    none = latest_signals(Warehouse(wh), s.replace(signal_min_confidence=1.0)).frame
+    none = latest_signals(Warehouse(wh), fixed.replace(signal_min_confidence=1.0)).frame
     assert (none["signal"] == ABSTAIN).all()
     (wh / "clean_frames" / "SYN002.parquet").unlink()  # one symbol cannot be scored
     partial = latest_signals(Warehouse(wh), s)
@@ -541,7 +547,7 @@ def test_signals_follow_symbol_updates_by_automation_condition() -> None:
         after = dg.evaluate_automation_conditions(defs=defs, instance=instance,
                                                   cursor=first.cursor)
         requested = {r.key.to_user_string() for r in after.results if r.true_subset.size}
-        assert requested == {"latest_signals", "leaderboard"}
+        assert requested == {"latest_signals", "leaderboard", "signal_outcomes"}
         again = dg.evaluate_automation_conditions(defs=defs, instance=instance,
                                                   cursor=after.cursor)
         assert again.total_requested == 0  # handled once per update

@@ -20,6 +20,7 @@ import dagster as dg
 from lstm_assets import deploy
 from lstm_assets.core import stages
 from lstm_assets.core.config import ProjectConfig
+from lstm_assets.core.lifecycle.outcomes import run_outcomes, scorecard_markdown
 from lstm_assets.core.report import leaderboard_markdown, markdown
 from lstm_assets.core.research.compare import DEFAULT_FAMILIES, CompareSpec
 from lstm_assets.core.research.report import markdown as comparison_markdown
@@ -73,6 +74,13 @@ def _checks_data(paths: PathsResource, settings: LstmSettings) -> dict[str, Chec
             lambda sym, meta: stages.check_sequences(paths.layout(), sym),
             "Blocking: 2-D float32 matrix, shapes agree, no NaN/inf, every split has samples; "
             "class balance per split recorded.", blocking=True),
+        "input_drift": Check(
+            "input_drift", "sequence_tensors",
+            lambda sym, meta: stages.check_drift(paths.layout(), sym, s),
+            f"Warns when a feature's last drift_window ({s.drift_window}) rows or the label "
+            f"mix drifted from the train rows (PSI > drift_threshold ({s.drift_threshold}) and "
+            "a KS / chi-square test beyond chance); metadata lists the drifted features.",
+            severity=dg.AssetCheckSeverity.WARN),
     }
 
 
@@ -89,9 +97,19 @@ def _beats_majority(paths: PathsResource) -> Check:
                  severity=dg.AssetCheckSeverity.WARN)
 
 
+def _model_fresh(paths: PathsResource, settings: LstmSettings) -> Check:
+    s = settings.to_core()
+    return Check("model_fresh", "lstm_model",
+                 lambda sym, meta: stages.check_model_freshness(paths.layout(), sym, s),
+                 f"Warns when the serving model was trained more than model_max_age_days "
+                 f"({s.model_max_age_days}) ago: the symbol is stale.",
+                 severity=dg.AssetCheckSeverity.WARN)
+
+
 # Specs only need names; the evaluate functions are bound to the resources at run time.
 _DATA_CHECKS = _checks_data(PathsResource(), LstmSettings())
 _MODEL_CHECK = _beats_majority(PathsResource())
+_FRESH_CHECK = _model_fresh(PathsResource(), LstmSettings())
 
 
 @dg.multi_asset(
@@ -122,7 +140,7 @@ def symbol_data(context: dg.AssetExecutionContext, paths: PathsResource,
         Stage("clean_frames", lambda sym: stages.run_clean(layout, sym, s),
               checks=(checks["clean_frame_quality"],)),
         Stage("sequence_tensors", lambda sym: stages.run_sequences(layout, sym, s),
-              checks=(checks["sequence_tensors_quality"],)),
+              checks=(checks["sequence_tensors_quality"], checks["input_drift"])),
     ])
 
 
@@ -158,7 +176,8 @@ def _model_stage(context: dg.AssetExecutionContext, paths: PathsResource,
         context.log.info(f"[{sym}] model {meta['init']}: {meta['init_reason']}")
         return meta
 
-    return Stage("lstm_model", train, before=train_together)
+    return Stage("lstm_model", train, before=train_together,
+                 checks=(_model_fresh(paths, settings),))
 
 
 def _percent(x: float | None, ci: list[float] | None = None) -> str | None:
@@ -214,13 +233,15 @@ def _report_metadata(paths: PathsResource) -> Any:
     name="symbol_model",
     specs=[
         _spec("lstm_model", ["sequence_tensors"], "model", {"pytorch"},
-              "The symbol's LSTM (safetensors weights + JSON config; no pickle): a full fit, a "
-              "warm start from the previous model, or skipped when nothing changed."),
+              "The symbol's serving LSTM (safetensors weights + JSON config; no pickle): a full "
+              "fit or a warm start, which serves only when not significantly worse than the "
+              "serving model on recent windows (else it is kept as a version, not promoted), "
+              "or skipped when nothing changed. `lstm-assets models SYMBOL` lists the versions."),
         _spec("evaluation_report", ["lstm_model"], "evaluation", {"markdown"},
               "Test-split metrics of the model beside baselines (and the oracle on demo "
               "data)."),
     ],
-    check_specs=[_MODEL_CHECK.spec(symbols_partitions)],
+    check_specs=[_MODEL_CHECK.spec(symbols_partitions), _FRESH_CHECK.spec(symbols_partitions)],
     partitions_def=symbols_partitions,
     backfill_policy=MODEL_BACKFILL_POLICY,
     pool="gpu",
@@ -327,8 +348,9 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
           automation_condition=AFTER_SYMBOL_UPDATES)
 def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
                    settings: LstmSettings) -> dg.MaterializeResult:
-    """Next-day class and probabilities per symbol from its model and latest window;
-    ABSTAIN below signal_min_confidence. Also written to latest_signals.parquet."""
+    """Next-day class and probabilities per symbol from its serving model and latest window;
+    ABSTAIN below the symbol's threshold chosen on validation (signal_min_confidence where none
+    was). Written to latest_signals.parquet and appended to signal_history.parquet."""
     s = settings.to_core()
     wh = paths.layout().warehouse
     table = compute_signals(wh, s)
@@ -348,3 +370,43 @@ def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
             "path": wh.signals(),
         }),
     })
+
+
+@dg.asset(group_name="signals", deps=["latest_signals"], kinds={"parquet"},
+          automation_condition=AFTER_SYMBOL_UPDATES,
+          check_specs=[dg.AssetCheckSpec(
+              "live_accuracy_vs_test", asset="signal_outcomes",
+              description="Warns when live accuracy is significantly below what the test split "
+              "promised (overall, or a symbol after a BH correction across symbols).")])
+def signal_outcomes(paths: PathsResource, settings: LstmSettings) -> dg.MaterializeResult:
+    """The live scorecard: every past signal (the signal history: one row per symbol and as-of
+    date) scored once the raw file has the days after it: live accuracy and hit rate beside the
+    test accuracy promised, P&L after costs, with intervals (``core/lifecycle/outcomes.py``)."""
+    wh = paths.layout().warehouse
+    card = run_outcomes(wh, settings.to_core())["card"]
+    o = card["overall"]
+    below = card["symbols_below_promise"]
+    passed = not (below or card["overall_below_promise"])
+    return dg.MaterializeResult(
+        metadata={
+            "scorecard": dg.MetadataValue.md(scorecard_markdown(card)),
+            **to_metadata({
+                "signals": o["signals"], "scored": o["scored"], "pending": o["pending"],
+                "live_accuracy": _percent(o["live_accuracy"], o["live_accuracy_ci"]),
+                "promised_test_accuracy": _percent(o["promised_test_accuracy"]),
+                "hit_rate": _percent(o["hit_rate"], o["hit_rate_ci"]),
+                "pnl_bps_per_signal": None if o["pnl"]["mean"] is None
+                else round(1e4 * o["pnl"]["mean"], 2),
+                "symbols_below_promise": below,
+                "path": wh.outcomes(".parquet"),
+            }),
+        },
+        check_results=[dg.AssetCheckResult(
+            check_name="live_accuracy_vs_test", passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description="live accuracy in line with the test split" if passed else
+            f"live accuracy below the test split's promise: overall "
+            f"{card['overall_below_promise']}, symbols {below}",
+            metadata=to_metadata({"p_below_promise": o["p_below_promise"],
+                                  "symbols_tested": card["symbols_tested"],
+                                  "symbols_below_promise": below}))])

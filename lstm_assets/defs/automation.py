@@ -210,9 +210,9 @@ def nightly_retrain_schedule(context: dg.ScheduleEvaluationContext,
 
 cross_symbol_sensor = dg.AutomationConditionSensorDefinition(
     "cross_symbol_automation_sensor",
-    target=dg.AssetSelection.assets("leaderboard", "latest_signals"),
+    target=dg.AssetSelection.assets("leaderboard", "latest_signals", "signal_outcomes"),
     default_status=_sensor_status(),
     minimum_interval_seconds=30,
-    description="Refreshes the leaderboard and latest_signals once symbols have been updated "
-                "and nothing upstream is still running.",
+    description="Refreshes the leaderboard, latest_signals and signal_outcomes once symbols "
+                "have been updated and nothing upstream is still running.",
 )

@@ -26,6 +26,7 @@ leaderboard_job = dg.define_asset_job(
 )
 
 signals_job = dg.define_asset_job(
-    "signals_job", selection=dg.AssetSelection.assets("latest_signals"),
-    description="Next-day signals of every symbol that has a model.",
+    "signals_job", selection=dg.AssetSelection.assets("latest_signals", "signal_outcomes"),
+    description="Next-day signals of every symbol that has a model, then the live scorecard of "
+                "past signals.",
 )

@@ -161,3 +161,46 @@ def run_outcomes(wh: Warehouse, settings: Settings) -> dict[str, Any]:
     write_parquet(wh.outcomes(".parquet"), out)
     write_json(wh.outcomes(".json"), card)
     return {"card": card, "outcomes": out}
+
+
+def _pct(x: float | None, ci: list[float] | None = None) -> str:
+    if x is None:
+        return ""
+    text = f"{100 * x:.1f}%"
+    return text + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+
+def _bps(pnl: dict[str, Any]) -> str:
+    if pnl["mean"] is None:
+        return ""
+    ci = pnl["ci"]
+    text = f"{1e4 * pnl['mean']:+.1f}"
+    return text + (f" [{1e4 * ci[0]:+.1f}, {1e4 * ci[1]:+.1f}]" if ci else "")
+
+
+def scorecard_markdown(card: dict[str, Any]) -> str:
+    """The scorecard as one Markdown table (overall first), for the UI."""
+    flagged = set(card["symbols_below_promise"])
+    lines = [
+        "Live signals scored against the prices that arrived after them. Live accuracy: the "
+        "top class on every scored signal; hit rate: on the signals not ABSTAIN; P&L per "
+        f"signal in bps after {2 * card.get('cost_bps_per_side', 0):g} bps a round trip. "
+        "95% intervals in brackets. *Promised*: the test accuracy of the model that made "
+        "each signal.", "",
+        "| symbol | scored | pending | live accuracy | promised | hit rate (acted) | "
+        "P&L bps/signal | below promise |",
+        "|---|---|---|---|---|---|---|---|"]
+
+    def row(name: str, r: dict[str, Any], below: bool) -> str:
+        return (f"| {name} | {r['scored']} | {r['pending']} | "
+                f"{_pct(r['live_accuracy'], r['live_accuracy_ci'])} | "
+                f"{_pct(r['promised_test_accuracy'])} | "
+                f"{_pct(r['hit_rate'], r['hit_rate_ci'])} ({r['acted']}) | "
+                f"{_bps(r['pnl'])} | {'**yes**' if below else ''} |")
+
+    lines.append(row("**all**", card["overall"], card["overall_below_promise"]))
+    lines += [row(s, r, s in flagged) for s, r in card["symbols"].items()]
+    lines += ["", f"Below promise: one-sided test at {card['level']:.0%} (BH across "
+              f"{card['symbols_tested']} symbols with at least {card['min_scored']} scored "
+              "signals)."]
+    return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ CLI and the benchmark (no Dagster needed, e.g. on a GPU box).
 - :mod:`.training`: the retrain policy (cold / warm / skip) and the model step
 - :mod:`.evaluation`: the per-symbol report and the leaderboard
 - :mod:`.comparison`: model families side by side over all symbols (``core/research/``)
-- :mod:`.checks`: data-quality checks
+- :mod:`.checks`: data-quality, drift and freshness checks
 - :mod:`.layout`: where the files are
 """
 
@@ -16,7 +16,13 @@ import time
 from typing import Any
 
 from lstm_assets.core.settings import Settings
-from lstm_assets.core.stages.checks import check_clean_frame, check_raw_freshness, check_sequences
+from lstm_assets.core.stages.checks import (
+    check_clean_frame,
+    check_drift,
+    check_model_freshness,
+    check_raw_freshness,
+    check_sequences,
+)
 from lstm_assets.core.stages.comparison import ASSET as COMPARISON_ASSET
 from lstm_assets.core.stages.comparison import run_comparison
 from lstm_assets.core.stages.data import run_clean, run_raw, run_sequences
@@ -30,7 +36,8 @@ from lstm_assets.core.stages.training import (
 )
 
 __all__ = [
-    "COMPARISON_ASSET", "Layout", "check_clean_frame", "check_raw_freshness", "check_sequences",
+    "COMPARISON_ASSET", "Layout", "check_clean_frame", "check_drift", "check_model_freshness",
+    "check_raw_freshness", "check_sequences",
     "file_hash", "plan_training", "reload_and_predict", "run_clean", "run_comparison",
     "run_evaluate", "run_leaderboard", "run_raw", "run_sequences", "run_symbol", "run_train",
     "run_train_many", "stacks_symbols",

@@ -100,3 +100,63 @@ def check_sequences(layout: Layout, symbol: str) -> dict[str, Any]:
         "metadata": {"rows": int(n), "features": int(f), "nonfinite": bad,
                      "class_balance": balance},
     }
+
+
+def check_drift(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
+    """Each input feature's last ``drift_window`` rows against the train rows (PSI with a KS
+    test), and the label mix; fails (a warning) when any drifted, listing which and how far."""
+    from lstm_assets.core.lifecycle.drift import drift_report
+
+    seq = read_sequences(layout, symbol)
+    try:
+        rep = drift_report(seq, settings.drift_window, settings.drift_threshold)
+    except ValueError as e:  # too short a history to tell: nothing to warn about
+        return {"passed": True, "description": f"{symbol}: not checked ({e})",
+                "metadata": {"checked": False}}
+    drifted = rep["drifted"]
+    top = {f: round(rep["features"][f]["psi"], 3) for f in drifted[:10]}
+    mix = rep["label_mix"]
+    parts = []
+    if drifted:
+        parts.append(f"{len(drifted)} of {len(rep['features'])} features drifted (PSI > "
+                     f"{rep['threshold']}): " + ", ".join(f"{f} {v}" for f, v in top.items()))
+    if mix["drifted"]:
+        parts.append(f"label mix drifted (PSI {mix['psi']:.3f}): recent {mix['recent']} vs "
+                     f"train {mix['train']}")
+    return {
+        "passed": not rep["drifted_any"],
+        "description": (f"{symbol}: " + "; ".join(parts)) if parts else
+        f"{symbol}: no drift in the last {rep['window']} rows (max PSI {rep['max_psi']:.3f})",
+        "metadata": {"checked": True, "window": rep["window"], "threshold": rep["threshold"],
+                     "recent_from": rep["recent_from"], "recent_to": rep["recent_to"],
+                     "drifted_features": top, "drifted_count": len(drifted),
+                     "max_psi": round(rep["max_psi"], 4), "label_mix_psi": round(mix["psi"], 4),
+                     "label_mix_recent": mix["recent"], "label_mix_train": mix["train"],
+                     "cold_on_drift": settings.cold_on_drift},
+    }
+
+
+def check_model_freshness(layout: Layout, symbol: str, settings: Settings,
+                          now: datetime | None = None) -> dict[str, Any]:
+    """Is the serving model recent (trained within ``model_max_age_days``)?"""
+    from lstm_assets.core.model import read_model_config
+
+    now = now or datetime.now(UTC)
+    cfg = read_model_config(layout.warehouse.model(symbol))
+    trained = (cfg.get("retrain") or {}).get("trained_at")
+    try:
+        at = datetime.fromisoformat(str(trained))
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        age = round((now - at).total_seconds() / 86400, 2)
+    except ValueError:
+        age = None
+    passed = age is not None and age <= settings.model_max_age_days
+    return {
+        "passed": passed,
+        "description": (f"{symbol}: serving model trained {trained} ({age} days ago; limit "
+                        f"{settings.model_max_age_days})" if age is not None
+                        else f"{symbol}: serving model has no training time"),
+        "metadata": {"trained_at": trained, "model_age_days": age,
+                     "max_age_days": settings.model_max_age_days,
+                     "data_end": (cfg.get("trained_on") or {}).get("data_end")},
+    }
