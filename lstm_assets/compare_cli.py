@@ -16,8 +16,8 @@ from typing import Any
 from lstm_assets.core.config import ProjectConfig
 
 QUICK = {"max_epochs": 4, "early_stop_patience": 2}
-"""``--quick``: the pooled networks' epochs capped (the families, folds and statistics are the
-default's but fewer: see :func:`spec_of`)."""
+"""``--quick``: the networks' epochs capped, a ``--set`` of the same key wins (the families,
+folds and statistics are the default's but fewer: see :func:`spec_of`)."""
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -51,6 +51,12 @@ def register(subparsers: Any) -> None:
                    help="symbol embedding size of the pooled networks (0: none)")
     c.add_argument("--cost-bps", type=float, default=10.0, help="long/short cost a side")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    c.add_argument("--tune", type=int, default=0, metavar="N",
+                   help="choose the pooled networks' hidden size, lookback, dropout, group "
+                        "lasso and learning rate by a seeded search of N configurations "
+                        "besides the defaults, on the first fold's validation dates (never on "
+                        "test); every trial counts in the significance correction (default 0: "
+                        "no search)")
     c.add_argument("--quick", action="store_true",
                    help="fewer families, epochs and resamples: a first look in minutes")
     c.add_argument("--out", type=Path, default=None,
@@ -68,7 +74,8 @@ def spec_of(args: argparse.Namespace) -> Any:
     return CompareSpec(families=families, horizons=_ints(args.horizons),
                        targets=_names(args.targets), folds=args.folds,
                        embedding=args.embedding, cost_bps=args.cost_bps,
-                       n_resamples=min(args.resamples, 200) if args.quick else args.resamples)
+                       n_resamples=min(args.resamples, 200) if args.quick else args.resamples,
+                       tune_trials=args.tune)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -81,13 +88,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         overrides = parse_overrides(args.set)
+        if args.quick:
+            overrides = {**QUICK, **overrides}
         settings = Settings(**{**ProjectConfig.from_env().settings, **overrides})
         spec = spec_of(args)
     except ValueError as exc:
         print(f"compare: {exc}", file=sys.stderr)
         return 2
-    if args.quick:
-        overrides = {**QUICK, **overrides}
     symbols = None if args.symbols in ("all", "") else _names(args.symbols)
     t0 = time.perf_counter()
     skipped: list[str] = []

@@ -300,6 +300,9 @@ class ComparisonConfig(dg.Config):
     embedding: int = 8
     cost_bps: float = 10.0
     resamples: int = 1000
+    tune: int = 0
+    """Configurations of the pooled networks sampled and scored on the first fold's validation
+    dates (besides the defaults); 0 = no search. p-values are corrected for every trial."""
     set: list[str] = []
     """``KEY=VALUE`` settings of the pooled networks (e.g. ``hidden_size=64``), over
     ``core/research/compare.POOLED_SETTINGS`` and this code location's settings."""
@@ -317,7 +320,7 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
     spec = CompareSpec(families=tuple(config.families), horizons=tuple(config.horizons),
                        targets=tuple(config.targets), folds=config.folds,
                        embedding=config.embedding, cost_bps=config.cost_bps,
-                       n_resamples=config.resamples)
+                       n_resamples=config.resamples, tune_trials=config.tune)
 
     def progress(text: str, step: int) -> None:
         if step:

@@ -26,6 +26,11 @@ gradient boosting on the last day's features and two lags, pooled), ``linear`` (
 logistic regression on the last five days' features, pooled), ``ensemble`` (the mean of
 the other model families' probabilities), and ``lstm@symbol`` (today's per-symbol LSTM, one
 per symbol and fold: the per-symbol assets' model, for the pooled-vs-per-symbol question).
+
+With ``tune_trials > 0`` each pooled family's settings are first chosen by a small search on the
+first fold's training and validation dates (:mod:`~lstm_assets.core.research.tuning`; never on
+test dates), then refit on every fold; every trial counts as a configuration tried, and the
+best family's IC p-value is corrected for them (Bonferroni and Sidak, beside the SPA test).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from lstm_assets.core.research import families as fam
-from lstm_assets.core.research import stats
+from lstm_assets.core.research import stats, tuning
 from lstm_assets.core.research.panel import (
     Fold,
     Panel,
@@ -91,8 +96,13 @@ class CompareSpec:
     block: int = 10
     """Dates per bootstrap block (covers the autocorrelation of daily IC and of h <= 10)."""
     seed: int = 0
+    tune_trials: int = 0
+    """Configurations of the pooled networks' settings drawn for a search on validation dates,
+    besides their default settings (:mod:`~lstm_assets.core.research.tuning`); 0: no search."""
 
     def __post_init__(self) -> None:
+        if self.tune_trials < 0:
+            raise ValueError(f"tune_trials must be >= 0, not {self.tune_trials}")
         bad = [f for f in self.families if f not in FAMILIES]
         if bad:
             raise ValueError(f"unknown families {bad}; choose from {', '.join(FAMILIES)}")
@@ -233,19 +243,47 @@ class Comparison:
         self.pooled = _pooled_settings(settings, self.overrides)
         self.progress = progress or (lambda text, step: None)
 
+    @property
+    def tuned(self) -> tuple[str, ...]:
+        """The families whose settings a search chooses (none unless ``tune_trials > 0``)."""
+        return tuple(f for f in self.spec.families if f in POOLED) if self.spec.tune_trials \
+            else ()
+
+    def trials(self) -> list[dict[str, Any]]:
+        """The search's trials (knob values; trial 0 the pooled settings), the same for every
+        tuned family, horizon and target; knobs set by the overrides are not searched."""
+        return tuning.sample_trials(self.pooled, self.spec.tune_trials, self.spec.seed,
+                                    fixed=self.overrides)
+
+    def configurations(self) -> int:
+        """Configurations tried per horizon and target: one per family, a tuned family once
+        per trial."""
+        n_trials = self.spec.tune_trials + 1
+        return sum(n_trials if f in self.tuned else 1 for f in self.spec.families)
+
     def steps(self) -> int:
         """Units of work (fits) the run reports to ``progress``."""
         fits = sum(f != "ensemble" for f in self.spec.families) + 1  # + factors
-        return len(self.spec.horizons) * len(self.spec.targets) * self.spec.folds * fits
+        searches = len(self.tuned) * (self.spec.tune_trials + 1)
+        return len(self.spec.horizons) * len(self.spec.targets) * (self.spec.folds * fits
+                                                                   + searches)
 
     def run(self) -> dict[str, Any]:
         t0 = time.perf_counter()
         out: dict[str, Any] = {"spec": self.spec.as_dict(), "symbols": len(self.frames),
                                "pooled_settings": self.pooled.as_dict(), "runs": []}
+        if self.tuned:
+            out["tuning"] = {"space": {k: list(v) for k, v in tuning.SPACE.items()},
+                             "fixed": sorted(k for k in tuning.KNOBS if k in self.overrides),
+                             "families": list(self.tuned), "fold": tuning.SEARCH_FOLD,
+                             "n_trials": self.spec.tune_trials + 1, "seed": self.spec.seed,
+                             "metric": "mean daily rank IC on validation dates, then log loss"}
         for h in self.spec.horizons:
             for target in self.spec.targets:
                 out["runs"].append(self._one(h, target))
-        out["configurations_tried"] = len(out["runs"]) * len(self.spec.families)
+        out["configurations_tried"] = len(out["runs"]) * self.configurations()
+        for run in out["runs"]:
+            run["significance"] = corrected_significance(run, out["configurations_tried"])
         out["seconds"] = time.perf_counter() - t0
         return out
 
@@ -254,18 +292,47 @@ class Comparison:
         panel = build_panel(self.frames, self.settings, horizon, target)
         folds = walk_forward_folds(panel.all_dates, self.settings.replace(lookback=lookback),
                                    self.spec.folds, horizon)
+        chosen, searches = self._search(panel, folds, f"h={horizon} {target}")
         preds: dict[str, Predictions] = {}
         for fold in folds:
             self._fold(panel, fold, preds, f"h={horizon} {target} fold {fold.index}/"
-                                           f"{len(folds)}")
+                                           f"{len(folds)}", chosen)
         result = summarize(preds, horizon, self.spec)
         result.update(horizon=horizon, target=target,
                       folds=[{"fold": f.index, **f.describe()} for f in folds])
+        if searches:
+            result["tuning"] = searches
         return result
 
+    def _search(self, panel: Panel, folds: list[Fold], where: str
+                ) -> tuple[dict[str, Settings], dict[str, dict[str, Any]]]:
+        """Each tuned family's chosen settings and its search (:func:`tuning.search` on the
+        first fold's training and validation dates; the test dates of every fold come after)."""
+        if not self.tuned:
+            return {}, {}
+        trials = self.trials()
+        fold = folds[tuning.SEARCH_FOLD - 1]
+        first_test = min(f.test[0] for f in folds)
+        batch = None if "batch_size" in self.overrides else _pooled_batch
+        chosen, searches = {}, {}
+        for family in self.tuned:
+            def on_trial(i: int, row: dict[str, Any], family: str = family) -> None:
+                self.progress(f"{where}: tuning {family} trial {i + 1}/{len(trials)} (val IC "
+                              f"{row['val_ic']:+.3f})", 1)
+
+            found = tuning.search(family, panel, fold, first_test, self.pooled, trials,
+                                  self.spec.embedding, batch, on_trial)
+            chosen[family] = self.pooled.replace(**found["chosen_settings"])
+            searches[family] = found
+        return chosen, searches
+
     def _fold(self, panel: Panel, fold: Fold, preds: dict[str, Predictions],
-              where: str) -> None:
+              where: str, chosen: dict[str, Settings] | None = None) -> None:
+        """Every family fit on ``fold`` (a tuned family with its ``chosen`` settings; with
+        another lookback on its own pooled set, its test rows aligned to the others')."""
+        chosen = chosen or {}
         pset = pooled_set(panel, fold, self.pooled)
+        by_lookback = {pset.lookback: pset}
         te = pset.end_rows("test")
         maj = _majority(pset, te)
         for name, score in _factor_scores(panel, pset, te).items():
@@ -281,8 +348,14 @@ class Comparison:
                 self.progress(f"{where}: {family} epoch {int(row.get('epoch', 0))}", 0)
 
             if family in POOLED:
-                proba = _fit_deep(family, pset, _with_batch(self.pooled, pset, self.overrides),
+                own = chosen.get(family, self.pooled)
+                if own.lookback not in by_lookback:
+                    by_lookback[own.lookback] = pooled_set(panel, fold, own)
+                fset = by_lookback[own.lookback]
+                proba = _fit_deep(family, fset, _with_batch(own, fset, self.overrides),
                                   self.spec.embedding, on_epoch)
+                if fset is not pset:
+                    proba = _align(fset, pset, te, proba)
             elif family == "hgb":
                 proba = _fit_trees(pset, self.pooled)
             elif family == "linear":
@@ -375,6 +448,23 @@ def _family_row(name: str, p: Predictions, horizon: int, spec: CompareSpec) -> d
         row["majority_accuracy"] = float(np.mean(y[ok] == p.cat("majority")[ok]))
         row["per_symbol"] = _per_symbol_edges(p, proba)
     return row
+
+
+def corrected_significance(run: dict[str, Any], configurations: int) -> dict[str, Any] | None:
+    """The best model family's (highest mean IC) two-sided IC p-value, raw and corrected for
+    ``configurations`` tried (Bonferroni, Sidak): the chance that the best of that many
+    configurations looks this good with no edge. Hansen's SPA test (``run["spa"]``) covers the
+    choice among the families on test dates; the search's trials were scored on validation
+    dates only and enter here, through ``configurations``. None without a model family."""
+    models = [r for r in run["families"] if r["kind"] == "model"]
+    if not models:
+        return None
+    best = max(models, key=lambda r: r["ic"]["mean"])
+    p = float(best["ic"]["p"])
+    return {"family": best["family"], "t": best["ic"]["t"], "p_raw": p,
+            "configurations": int(configurations),
+            "p_bonferroni": tuning.bonferroni(p, configurations),
+            "p_sidak": tuning.sidak(p, configurations)}
 
 
 def summarize(preds: dict[str, Predictions], horizon: int, spec: CompareSpec) -> dict[str, Any]:

@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lstm_assets.core.research.tuning import bonferroni  # noqa: E402
+
 
 def _num(x: float | None, fmt: str) -> str:
     return "—" if x is None or not math.isfinite(float(x)) else format(float(x), fmt)
@@ -56,8 +58,14 @@ HEADER = ("| family | kind | mean daily rank IC [95% CI] | t (Newey-West) | ICIR
           "symbols beating their majority (BH 5%) | IC minus best factor's [95% CI], p |")
 
 
+def _p(p: float) -> str:
+    return "—" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def verdict(run: dict[str, Any], n_tried: int) -> str:
-    """One plain sentence on what the run shows, from its own figures."""
+    """One plain sentence on what the run shows, from its own figures. An edge needs a t of 2
+    or more, an interval above the best factor's IC, the SPA test (p < 0.05) and the IC's
+    p-value corrected for the ``n_tried`` configurations (Bonferroni, p < 0.05)."""
     models = [r for r in run["families"] if r["kind"] == "model"]
     if not models:
         return "No model family ran."
@@ -65,13 +73,17 @@ def verdict(run: dict[str, Any], n_tried: int) -> str:
     ic = best["ic"]
     spa = run.get("spa") or {}
     beats = best["vs_best_factor"]["low"] > 0
-    if ic["t"] >= 2 and beats and spa.get("p", 1) < 0.05:
+    p_adj = bonferroni(ic["p"], n_tried)
+    p_text = (f"IC p {_p(ic['p'])}, {_p(p_adj)} corrected for {n_tried} configurations "
+              f"(Bonferroni)")
+    if ic["t"] >= 2 and beats and spa.get("p", 1) < 0.05 and p_adj < 0.05:
         return (f"`{best['family']}` has a mean daily rank IC of {ic['mean']:+.4f} (t "
                 f"{ic['t']:.1f}), above the best factor (`{run['best_factor']}`) and significant "
-                f"after choosing the best of {n_tried} configurations (SPA p {spa['p']:.3f}).")
+                f"after choosing the best of {n_tried} configurations (SPA p {spa['p']:.3f}; "
+                f"{p_text}).")
     spa_text = f", SPA p {spa['p']:.3f} over {spa['n_models']} models" if spa else ""
     return (f"No family shows a usable edge: the best, `{best['family']}`, has a mean daily rank "
-            f"IC of {ic['mean']:+.4f} (t {ic['t']:.1f}); against the best factor "
+            f"IC of {ic['mean']:+.4f} (t {ic['t']:.1f}; {p_text}); against the best factor "
             f"(`{run['best_factor']}`) the difference is {best['vs_best_factor']['mean']:+.4f} "
             f"[{best['vs_best_factor']['low']:+.4f}, {best['vs_best_factor']['high']:+.4f}]"
             f"{spa_text}. "
@@ -79,15 +91,61 @@ def verdict(run: dict[str, Any], n_tried: int) -> str:
             f"power: a larger edge is ruled out.")
 
 
+TUNING_HEADER = ("| family | trial | hidden | lookback | dropout | group lasso | learning rate | "
+                 "val IC (t) | val log loss | epochs | |")
+
+
+def tuning_lines(result: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """The run's search (``run["tuning"]``) as a table of trials, the chosen one marked."""
+    searches = run.get("tuning")
+    if not searches:
+        return []
+    n = result["configurations_tried"]
+    fold = next(iter(searches.values()))["fold"]
+    val = next((f["val"] for f in run["folds"] if f["fold"] == fold), "")
+    lines = ["", "### Tuning", "",
+             f"{n} configurations were tried on validation dates only; p-values are corrected "
+             f"for them. Each pooled family's trials (trial 0: the default settings) were fit "
+             f"on fold {fold}'s training dates and scored on its validation dates ({val}), "
+             f"which precede every test date, by the mean daily rank IC of P(UP) - P(DOWN) "
+             f"(ties: the lower log loss); the best was then refit on every fold. Hansen's SPA "
+             f"test covers the choice among the families on test dates; the trials enter the "
+             f"Bonferroni / Sidak correction of the best family's IC p-value.", "",
+             TUNING_HEADER, "|" + "---|" * (TUNING_HEADER.count("|") - 1)]
+    for family, s in searches.items():
+        for t in s["trials"]:
+            k = t["settings"]
+            mark = "**chosen**" if t["trial"] == s["chosen"] else ""
+            lines.append(
+                f"| `{family}` | {t['trial']} | {k['hidden_size']} | {k['lookback']} | "
+                f"{k['dropout']:g} | {k['input_group_lasso']:g} | {k['learning_rate']:g} | "
+                f"{_num(t['val_ic'], '+.4f')} ({_num(t['val_ic_t'], '+.1f')}) | "
+                f"{_num(t['val_log_loss'], '.4f')} | {t['epochs']} | {mark} |")
+    return lines
+
+
+def significance_line(run: dict[str, Any]) -> list[str]:
+    sig = run.get("significance")
+    if not sig:
+        return []
+    return ["", f"Best family `{sig['family']}`: IC p {_p(sig['p_raw'])} raw; corrected for "
+                f"{sig['configurations']} configurations tried, {_p(sig['p_bonferroni'])} "
+                f"(Bonferroni), {_p(sig['p_sidak'])} (Sidak)."]
+
+
 def markdown(result: dict[str, Any], images: dict[str, bytes] | None = None) -> str:
     """The comparison's tables and verdicts; ``images`` (run key -> PNG) are embedded."""
     spec = result["spec"]
+    search = result.get("tuning")
+    tuned = (f", each of {', '.join(search['families'])} once per trial of its settings "
+             f"search: {search['n_trials']} trials" if search else "")
     lines = [f"# Model comparison — {result['symbols']} symbols, {spec['folds']} walk-forward "
              f"folds", "",
              f"{result['configurations_tried']} configurations compared (families x horizons x "
-             f"targets); factor baselines in every table. Intervals: 95%, from a bootstrap over "
-             f"blocks of {spec['block']} dates ({spec['n_resamples']} resamples); IC t-statistics "
-             f"use Newey-West standard errors; long/short: top minus bottom "
+             f"targets{tuned}); factor baselines in every table. Intervals: 95%, from a "
+             f"bootstrap over blocks of {spec['block']} dates ({spec['n_resamples']} "
+             f"resamples); IC t-statistics use Newey-West standard errors; long/short: top "
+             f"minus bottom "
              f"{100 * spec['quantile']:.0f}% by score, {spec['cost_bps']:g} bps a side."]
     for run in result["runs"]:
         key = run_key(run)
@@ -102,6 +160,8 @@ def markdown(result: dict[str, Any], images: dict[str, bytes] | None = None) -> 
             lines += ["", f"Hansen's SPA test, H0 no model beats `{spa['benchmark']}`: p "
                       f"{spa['p']:.3f} (best `{spa['best_model']}`, {spa['n_models']} models, "
                       f"{spa['n_dates']} dates)."]
+        lines += significance_line(run)
+        lines += tuning_lines(result, run)
         if images and key in images:
             b64 = base64.b64encode(images[key]).decode()
             lines += ["", f"![{key}](data:image/png;base64,{b64})"]
