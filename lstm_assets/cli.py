@@ -605,6 +605,10 @@ def _main(argv: list[str] | None) -> int:
 
     register_compare(sub)  # compare
 
+    from lstm_assets.lifecycle_cli import register as register_lifecycle
+
+    register_lifecycle(sub)  # models, promote
+
     h = sub.add_parser("honesty", help="oracle check (signal data) and null check (null data)")
     h.add_argument("--symbols", type=int, default=8)
     h.add_argument("--years", type=int, default=20)

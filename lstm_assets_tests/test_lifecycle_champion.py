@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -130,3 +131,30 @@ def test_champion_prune_keeps_newest_and_serving(raw: Path, tmp_path: Path) -> N
     left = [r["version"] for r in versions.list_versions(wh, "SYN001")]
     assert serving in left and len(left) == 1 and len(removed) == 2
     assert {m["version"] for m in made} >= set(left)
+
+
+def test_champion_cli_lists_versions_and_promotes(raw: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from lstm_assets.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "no_instance"))
+    layout = _layout(raw, tmp_path)
+    wh = layout.warehouse
+    first = stages.run_train(layout, "SYN001", S, now=T0)
+    second = _train_from(layout, _sabotaged(layout), T0 + timedelta(days=1))
+    assert not second["promoted"]
+    stages.run_evaluate(layout, "SYN001", S)
+    d = ["--warehouse-dir", str(wh.base)]
+    assert main(["models", "syn001", *d]) == 0
+    out = capsys.readouterr().out
+    assert "2 model version(s)" in out and first["version"] in out and "kept out" in out
+    assert main(["promote", "SYN001", second["version"], *d, "--raw-dir", str(raw),
+                 "--set", "bootstrap_samples=20"]) == 0
+    out = capsys.readouterr().out
+    assert f"version {second['version']} now serves" in out and "no Dagster instance" in out
+    assert versions.serving_version(wh, "SYN001") == second["version"]
+    signals = pd.read_parquet(wh.signals())
+    assert signals["model_version"].tolist() == [second["version"]]
+    with pytest.raises(SystemExit):
+        main(["promote", "SYN001", "not-a-version", *d, "--raw-dir", str(raw)])
