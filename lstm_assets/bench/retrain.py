@@ -14,6 +14,7 @@ import numpy as np
 from lstm_assets.bench.context import Bench
 from lstm_assets.bench.demo import demo_layout, drop_last_day, make_demo
 from lstm_assets.core import stages
+from lstm_assets.core.lifecycle.versions import version_path
 from lstm_assets.core.model import LoadedModel
 from lstm_assets.core.sequences import SequenceSet
 
@@ -83,8 +84,12 @@ def _retrain_symbol(bench: Bench, warm_lay: stages.Layout, cold_lay: stages.Layo
         "symbol": sym, "warm_seconds": float(warm["seconds"]),
         "cold_seconds": float(cold["seconds"]), "warm_epochs": warm["epochs_run"],
         "cold_epochs": cold["epochs_run"], "warm_how": how,
-        "warm_test_accuracy": model_test_accuracy(warm_lay.warehouse.model(sym), seq),
-        "cold_test_accuracy": model_test_accuracy(cold_lay.warehouse.model(sym), seq),
+        # the versions trained here, whether or not they were promoted to serve
+        "warm_test_accuracy": model_test_accuracy(
+            version_path(warm_lay.warehouse, sym, warm["version"]), seq),
+        "cold_test_accuracy": model_test_accuracy(
+            version_path(cold_lay.warehouse, sym, cold["version"]), seq),
+        "warm_promoted": warm.get("promoted"),
         "warm_val_loss": warm.get("best_val_loss"),
         "cold_val_loss": cold.get("best_val_loss"),
         "unchanged_skipped": skipped, "unchanged_wall_seconds": wall,

@@ -35,7 +35,7 @@ def _ci(ci: list[float] | None) -> str:
 
 
 def plot_png(rep: dict[str, Any], history: list[dict[str, float]]) -> bytes:
-    fig, ax = plt.subplots(2, 2, figsize=(9, 6.5), dpi=72)
+    fig, ax = plt.subplots(2, 3, figsize=(13, 6.5), dpi=72)
     if history:
         ep = [h["epoch"] for h in history]
         ax[0, 0].plot(ep, [h["train_loss"] for h in history], label="train")
@@ -64,11 +64,50 @@ def plot_png(rep: dict[str, Any], history: list[dict[str, float]]) -> bytes:
     ax[1, 1].set(title=f"reliability (ECE {rep['reliability']['ece']:.3f})",
                  xlabel="predicted confidence", ylabel="observed accuracy", xlim=(0, 1),
                  ylim=(0, 1))
+    _threshold_plot(ax[0, 2], rep.get("threshold"))
+    ax[1, 2].axis("off")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _threshold_plot(ax: Any, th: dict[str, Any] | None) -> None:
+    """Coverage and kept accuracy against the ABSTAIN threshold (validation), the chosen point
+    and the test split's figures there."""
+    ax.set(title="ABSTAIN threshold (validation)", xlabel="threshold", ylim=(0, 1))
+    if not th:
+        return
+    pts = [p for p in th["curve"] if p["accuracy"] is not None]
+    x = [p["threshold"] for p in pts]
+    ax.plot(x, [p["coverage"] for p in pts], label="coverage")
+    ax.plot(x, [p["accuracy"] for p in pts], label="accuracy of kept")
+    ax.fill_between(x, [p["accuracy_ci"][0] for p in pts], [p["accuracy_ci"][1] for p in pts],
+                    alpha=0.2)
+    ax.axvline(th["threshold"], color="grey", ls=":", label=f"chosen {th['threshold']:.2f}")
+    test = th.get("test") or {}
+    if test.get("accuracy") is not None:
+        ax.plot([th["threshold"]], [test["accuracy"]], "k^", label="test accuracy there")
+    ax.legend(fontsize=8)
+
+
+def _threshold_lines(th: dict[str, Any] | None) -> list[str]:
+    if not th:
+        return []
+    v, t = th["val"], th.get("test") or {}
+    use = ("signals abstain below it" if th.get("used_by_signals")
+           else "not used: choose_threshold is off")
+    lines = ["", f"ABSTAIN threshold {th['threshold']:.3f}, chosen on the validation split (the "
+             f"highest 95% lower bound of the kept signals' accuracy, at least "
+             f"{_pct(th['min_coverage'])} kept; {use}):", "",
+             "| split | kept | accuracy of kept [95% CI] |", "|---|---|---|",
+             f"| validation | {_pct(v['coverage'])} ({v['n_kept']}) | "
+             f"{_pct(v['accuracy'])} {_ci(v['accuracy_ci'])} |"]
+    if t:
+        lines.append(f"| test | {_pct(t['coverage'])} ({t['n_kept']}) | "
+                     f"{_pct(t['accuracy'])} {_ci(t['accuracy_ci'])} |")
+    return lines
 
 
 def _pct_big(x: float | None) -> str:
@@ -225,6 +264,11 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
                 f"accuracy, log loss {p.get('test_log_loss', float('nan')):.3f}; this "
                 f"{r.get('init', 'cold')} retrain {_pct(n.get('test_accuracy'))}, "
                 f"{n.get('test_log_loss', float('nan')):.3f}.")
+        promo = r.get("promotion") or {}
+        if promo:
+            lines.append(f"Promotion: {'served' if promo.get('promote') else 'not served'} — "
+                         f"{promo.get('reason', '')}.")
+    lines += _threshold_lines(rep.get("threshold"))
     lines += _data_adjustments_lines(rep)
     if png is not None:
         lines += ["", f"![plots](data:image/png;base64,{base64.b64encode(png).decode()})"]

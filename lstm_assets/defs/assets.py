@@ -200,6 +200,17 @@ def _points(diff: float, ci: list[float] | None = None) -> str:
     return text
 
 
+def _threshold_metadata(th: dict[str, Any] | None) -> dict[str, Any]:
+    """The ABSTAIN threshold chosen on validation and the test figures at it."""
+    if not th:
+        return {}
+    test = th.get("test") or {}
+    return {"abstain_threshold": round(th["threshold"], 4),
+            "test_coverage_at_threshold": _percent(test.get("coverage")),
+            "test_accuracy_at_threshold": _percent(test.get("accuracy"),
+                                                   test.get("accuracy_ci"))}
+
+
 def _report_metadata(paths: PathsResource) -> Any:
     """The report's figures as the UI shows them: percentages with 95% intervals (text), the
     log loss to 4 decimals, and the whole report (Markdown with the plots) under ``report``."""
@@ -222,6 +233,8 @@ def _report_metadata(paths: PathsResource) -> Any:
             "significant_edge": rep["significant_edge"],
             "oracle_accuracy": _percent((rep["oracle"] or {}).get("expected_accuracy")),
             "model_init": (rep.get("retrain") or {}).get("init"),
+            "model_version": rep.get("model_version"),
+            **_threshold_metadata(rep.get("threshold")),
             "path": paths.layout().warehouse.report(sym, ".json"),
             "plots_png_bytes": len(base64.b64encode(png)),
         }) | {"report": dg.MetadataValue.md(markdown(rep, png=png))}
