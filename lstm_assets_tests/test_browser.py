@@ -147,3 +147,63 @@ def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
                  "4_run_success.png", "5_data_assets_after.png", "6_report_partition.png",
                  "7_report_markdown.png"):
         assert (shots / name).stat().st_size > 10_000
+
+
+def test_browser_scorecard_of_signal_outcomes(dagster_dev: DagsterDev, tmp_path: Path) -> None:
+    """After a symbol's chain (the test above): launch ``signals_job`` from its page, then open
+    ``signal_outcomes``: the scorecard figures, the Markdown table beside the promised test
+    accuracy, and its check."""
+    from playwright.sync_api import sync_playwright
+
+    server = dagster_dev
+    with server.instance() as instance:
+        done = instance.get_materialized_partitions(dg.AssetKey("lstm_model"))
+    assert SYMBOL in done, "run after test_browser_materialize_one_symbol_through_the_ui"
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+            page.set_default_timeout(90_000)
+            page.goto(f"{server.url}/locations/lstm_assets/jobs/signals_job")
+            materialize = page.get_by_role("button", name=re.compile("Materialize all"))
+            materialize.wait_for()
+            page.wait_for_timeout(1500)
+            _dismiss_welcome(page)
+            materialize.click()
+            toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+            toast.wait_for()
+            short = re.search(r"Launched run ([0-9a-f]{8})", toast.inner_text()).group(1)
+            run_id = _full_run_id(server, short)
+            page.goto(f"{server.url}/runs/{run_id}")
+            page.get_by_text("Success", exact=True).first.wait_for(timeout=240_000)
+
+            page.goto(f"{server.url}/assets/signal_outcomes?view=events")
+            page.get_by_text("scorecard", exact=True).first.wait_for()
+            _dismiss_welcome(page)
+            for key in ("live_accuracy", "promised_test_accuracy", "pending"):
+                page.get_by_text(key, exact=True).first.wait_for()  # metadata rows
+            # the scorecard's Markdown table, rendered inline in the metadata
+            for column in ("live accuracy", "promised", "hit rate (acted)", "P&L bps/signal"):
+                page.get_by_role("columnheader", name=column, exact=True).first.wait_for()
+            page.get_by_role("cell", name=SYMBOL, exact=True).first.wait_for()
+            page.get_by_text(re.compile(r"^\d+\.\d%$")).first.wait_for()  # the promise
+            page.screenshot(path=shots / "9_scorecard.png")
+            page.goto(f"{server.url}/assets/signal_outcomes?view=checks")
+            page.get_by_text("live_accuracy_vs_test").first.wait_for()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=shots / "10_scorecard_check.png")
+        finally:
+            browser.close()
+    with server.instance() as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        ev = instance.get_latest_materialization_event(dg.AssetKey("signal_outcomes"))
+        assert ev is not None and ev.asset_materialization.metadata["signals"].value >= 1
+        check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("signal_outcomes"), "live_accuracy_vs_test")])
+        assert check, "the scorecard's check ran with it"
+    for name in ("9_scorecard.png", "10_scorecard_check.png"):
+        assert (shots / name).stat().st_size > 10_000

@@ -388,6 +388,18 @@ def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
     })
 
 
+def _promise_text(card: dict[str, Any]) -> str:
+    o, below = card["overall"], card["symbols_below_promise"]
+    if below or card["overall_below_promise"]:
+        return (f"live accuracy below the test split's promise: overall "
+                f"{'yes' if card['overall_below_promise'] else 'no'}, symbols {below}")
+    if card["symbols_tested"] == 0 and o["p_below_promise"] is None:
+        return (f"{o['scored']} signal(s) scored so far: at least {card['min_scored']} are "
+                "needed to test live accuracy against the test split")
+    return (f"live accuracy in line with the test split ({o['scored']} signals scored, "
+            f"{card['symbols_tested']} symbols tested)")
+
+
 @dg.asset(group_name="signals", deps=["latest_signals"], kinds={"parquet"},
           automation_condition=AFTER_SYMBOL_UPDATES,
           check_specs=[dg.AssetCheckSpec(
@@ -420,9 +432,7 @@ def signal_outcomes(paths: PathsResource, settings: LstmSettings) -> dg.Material
         check_results=[dg.AssetCheckResult(
             check_name="live_accuracy_vs_test", passed=passed,
             severity=dg.AssetCheckSeverity.WARN,
-            description="live accuracy in line with the test split" if passed else
-            f"live accuracy below the test split's promise: overall "
-            f"{card['overall_below_promise']}, symbols {below}",
+            description=_promise_text(card),
             metadata=to_metadata({"p_below_promise": o["p_below_promise"],
                                   "symbols_tested": card["symbols_tested"],
                                   "symbols_below_promise": below}))])

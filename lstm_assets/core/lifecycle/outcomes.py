@@ -106,6 +106,7 @@ def _summary(rows: pd.DataFrame) -> dict[str, Any]:
     correct = scored["correct"].astype(float).to_numpy()
     acted = scored[scored["signal"] != ABSTAIN]
     promised = pd.to_numeric(scored["model_test_accuracy"], errors="coerce").to_numpy(float)
+    promised_all = pd.to_numeric(rows["model_test_accuracy"], errors="coerce").to_numpy(float)
     n, k = len(scored), int(correct.sum())
     hits = int(acted["correct"].astype(float).sum())
     return {
@@ -113,8 +114,8 @@ def _summary(rows: pd.DataFrame) -> dict[str, Any]:
         "pending": int((rows["status"] == "pending").sum()),
         "excluded": int((rows["status"] == "excluded").sum()),
         "live_accuracy": k / n if n else None, "live_accuracy_ci": wilson(k, n),
-        "promised_test_accuracy": float(np.nanmean(promised)) if np.isfinite(promised).any()
-        else None,
+        "promised_test_accuracy": float(np.nanmean(promised_all))
+        if np.isfinite(promised_all).any() else None,
         "acted": len(acted), "hit_rate": hits / len(acted) if len(acted) else None,
         "hit_rate_ci": wilson(hits, len(acted)),
         "pnl": _mean_ci(scored["pnl"].to_numpy(dtype=np.float64)),
