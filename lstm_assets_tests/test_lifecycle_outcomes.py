@@ -16,6 +16,8 @@ from lstm_assets.core import stages
 from lstm_assets.core.demo import DemoSpec, generate
 from lstm_assets.core.lifecycle.outcomes import join_outcomes, scorecard, scorecard_markdown
 from lstm_assets.core.settings import Settings
+from lstm_assets.core.stages.layout import read_sequences
+from lstm_assets.core.stages.training import input_fingerprint
 from lstm_assets.defs import assets, automation
 from lstm_assets.defs.resources import LstmSettings, PathsResource
 from lstm_assets.instance import sync_partitions
@@ -158,3 +160,27 @@ def test_freshness_and_drift_checks_in_the_asset_graph(demo: Path, tmp_path: Pat
         assert {"input_drift", "model_fresh"} <= set(names)
         assert names["model_fresh"].passed  # just trained
         assert "max_psi" in names["input_drift"].metadata
+
+
+def test_drift_triggers_a_cold_retrain_when_set(demo: Path, tmp_path: Path) -> None:
+    """Demo fundamentals, rates and volatility wander in regimes: the last 60 days of a demo
+    symbol sit outside what its train windows show, so its inputs have drifted."""
+    layout = stages.Layout.from_dirs(demo, tmp_path / "wh", demo.parent / "demo_truth")
+    s = Settings(**TINY).replace(warm_epochs=2, retrain_unchanged=True)  # plan, never skip
+    stages.run_clean(layout, "SYN001", s)
+    stages.run_sequences(layout, "SYN001", s)
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    stages.run_train(layout, "SYN001", s, now=t0)
+    drift = stages.check_drift(layout, "SYN001", s)
+    assert not drift["passed"] and drift["metadata"]["drifted_count"] > 0
+    assert "features drifted" in drift["description"]
+    seq = read_sequences(layout, "SYN001")
+    fp = input_fingerprint(layout, "SYN001", s, seq)
+    day = t0 + timedelta(days=1)
+    assert stages.plan_training(layout, "SYN001", s, seq, fp, day).init == "warm"
+    cold = stages.plan_training(layout, "SYN001", s.replace(cold_on_drift=True), seq, fp, day)
+    assert cold.init == "cold" and "drifted" in cold.reason
+    # a threshold nothing reaches: no drift, the warm start stands
+    calm = s.replace(cold_on_drift=True, drift_threshold=1e9)
+    assert stages.check_drift(layout, "SYN001", calm)["passed"]
+    assert stages.plan_training(layout, "SYN001", calm, seq, fp, day).init == "warm"

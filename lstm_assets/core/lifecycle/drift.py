@@ -76,6 +76,22 @@ def _inner_quantiles(reference: np.ndarray, bins: int) -> np.ndarray:
     return np.quantile(reference, np.linspace(0.0, 1.0, bins + 1)[1:-1], axis=0)
 
 
+def _usual_psi(ref: np.ndarray, inner: np.ndarray, window: int) -> np.ndarray:
+    """Per feature, the largest PSI of a ``window``-row block of the train rows against all of
+    them (non-overlapping blocks): how far a window of this length strays from the train
+    distribution by itself. Slow features (levels that wander, like fundamentals or rates) stray
+    far in every window; recent rows count as drifted only beyond that."""
+    n_blocks = ref.shape[0] // window
+    if n_blocks < 2:
+        return np.zeros(ref.shape[1])
+    out = np.zeros(ref.shape[1])
+    for j in range(ref.shape[1]):
+        col = ref[:, j]
+        out[j] = max(_psi_with_edges(col, col[b * window:(b + 1) * window], inner[:, j])
+                     for b in range(n_blocks))
+    return out
+
+
 def psi(reference: np.ndarray, recent: np.ndarray, bins: int = 10) -> float:
     """Population stability index of ``recent`` against ``reference`` (1-D samples), over
     ``bins`` bins at the reference's quantiles (repeated edges merged, outer bins open, shares
@@ -143,9 +159,12 @@ def drift_report(seq: SequenceSet, window: int = 60, threshold: float = 0.25,
 
     Keys: ``window``, ``threshold``, ``reference_rows``, ``recent_rows``, ``recent_from`` and
     ``recent_to`` (ISO dates), ``features`` (name -> ``{"psi", "ks", "ks_pvalue"}``),
-    ``drifted`` (features with PSI > ``threshold`` whose KS p-value is also below ``alpha``
-    divided by the number of features, largest PSI first: a shift both large and beyond chance
-    across all the features looked at), ``max_psi``, ``label_mix`` (``{"train": shares,
+    ``drifted`` (features whose PSI exceeds both ``threshold`` and ``usual_psi``, the largest PSI
+    of a block of ``window`` train rows against the train rows, and whose KS p-value is below
+    ``alpha`` divided by the number of features, largest PSI first: a shift large, beyond
+    what the feature does by itself within the train rows, and beyond chance across all the
+    features looked at; the KS test alone takes neighbouring rows as independent, which slow
+    features are not), ``max_psi``, ``label_mix`` (``{"train": shares,
     "recent": shares, "psi", "p", "drifted"}``: PSI > ``threshold`` and a chi-square test of the
     recent counts against the train shares below ``alpha``) and ``drifted_any`` (any feature or
     the label mix drifted). Raises ValueError when ``window`` < ``MIN_WINDOW`` or there are
@@ -158,13 +177,16 @@ def drift_report(seq: SequenceSet, window: int = 60, threshold: float = 0.25,
     inner = _inner_quantiles(ref, bins)  # (bins-1, features), one pass over all columns
     psis = np.array([_psi_with_edges(ref[:, j], rec[:, j], inner[:, j])
                      for j in range(ref.shape[1])])
+    usual = _usual_psi(ref, inner, window)
+    limits = np.maximum(threshold, usual)
     ks = stats.ks_2samp(ref, rec, axis=0)
     ks_stat, ks_p = np.atleast_1d(ks.statistic), np.atleast_1d(ks.pvalue)
-    features = {name: {"psi": float(psis[j]), "ks": float(ks_stat[j]),
-                       "ks_pvalue": float(ks_p[j])} for j, name in enumerate(seq.features)}
+    features = {name: {"psi": float(psis[j]), "usual_psi": float(usual[j]),
+                       "ks": float(ks_stat[j]), "ks_pvalue": float(ks_p[j])}
+                for j, name in enumerate(seq.features)}
     order = np.argsort(-psis, kind="stable")
     cut = alpha / max(1, len(seq.features))
-    drifted = [seq.features[j] for j in order if psis[j] > threshold and ks_p[j] < cut]
+    drifted = [seq.features[j] for j in order if psis[j] > limits[j] and ks_p[j] < cut]
     train_labels = seq.y[train.start:train.stop]
     recent_labels = seq.y[recent_labelled]
     mix_psi = label_mix_psi(train_labels, recent_labels)

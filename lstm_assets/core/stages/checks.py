@@ -114,12 +114,14 @@ def check_drift(layout: Layout, symbol: str, settings: Settings) -> dict[str, An
         return {"passed": True, "description": f"{symbol}: not checked ({e})",
                 "metadata": {"checked": False}}
     drifted = rep["drifted"]
-    top = {f: round(rep["features"][f]["psi"], 3) for f in drifted[:10]}
+    psi = {f: round(rep["features"][f]["psi"], 3) for f in drifted}
+    top = dict(list(psi.items())[:10])
     mix = rep["label_mix"]
     parts = []
     if drifted:
-        parts.append(f"{len(drifted)} of {len(rep['features'])} features drifted (PSI > "
-                     f"{rep['threshold']}): " + ", ".join(f"{f} {v}" for f, v in top.items()))
+        parts.append(f"{len(drifted)} of {len(rep['features'])} features drifted (PSI above "
+                     f"{rep['threshold']} and above what a train window shows): "
+                     + ", ".join(f"{f} {v}" for f, v in top.items()))
     if mix["drifted"]:
         parts.append(f"label mix drifted (PSI {mix['psi']:.3f}): recent {mix['recent']} vs "
                      f"train {mix['train']}")
@@ -129,7 +131,7 @@ def check_drift(layout: Layout, symbol: str, settings: Settings) -> dict[str, An
         f"{symbol}: no drift in the last {rep['window']} rows (max PSI {rep['max_psi']:.3f})",
         "metadata": {"checked": True, "window": rep["window"], "threshold": rep["threshold"],
                      "recent_from": rep["recent_from"], "recent_to": rep["recent_to"],
-                     "drifted_features": top, "drifted_count": len(drifted),
+                     "drifted_features": psi, "drifted_count": len(drifted),
                      "max_psi": round(rep["max_psi"], 4), "label_mix_psi": round(mix["psi"], 4),
                      "label_mix_recent": mix["recent"], "label_mix_train": mix["train"],
                      "cold_on_drift": settings.cold_on_drift},

@@ -141,10 +141,11 @@ def plan_training(layout: Layout, symbol: str, settings: Settings, seq: Sequence
     kept = None if settings.retrain_unchanged else versions.find_version(
         layout.warehouse, symbol, fingerprint)
     if kept is not None:
+        decision = kept.get("decision") or {}
+        why = (f"not promoted ({decision.get('reason', 'see its record')})"
+               if not decision.get("promote") else "since replaced by a promotion by hand")
         return TrainPlan("skip", f"model version {kept['version']} was trained on these inputs "
-                         "and settings and not promoted ("
-                         f"{(kept.get('decision') or {}).get('reason', 'see its record')}); the "
-                         "serving model stays", prev)
+                         f"and settings, {why}; the serving model stays", prev)
     if settings.warm_epochs <= 0 or settings.full_retrain_every_days <= 0:
         return TrainPlan("cold", "warm starts disabled (warm_epochs or full_retrain_every_days"
                          " is 0)", prev)
