@@ -16,7 +16,7 @@ from lstm_assets.defs.resources import default_paths, settings_from_env
 
 defs = dg.Definitions(
     assets=[assets.symbol_data, assets.symbol_model, assets.leaderboard, assets.latest_signals,
-            assets.signal_outcomes, assets.model_comparison],
+            assets.signal_outcomes, assets.pooled_model, assets.model_comparison],
     jobs=[jobs.symbol_chain_job, jobs.leaderboard_job, jobs.signals_job],
     schedules=[automation.nightly_retrain_schedule],
     sensors=[automation.raw_files_sensor, automation.cross_symbol_sensor],

@@ -46,6 +46,27 @@ def _full_run_id(server: DagsterDev, short: str) -> str:
     return str(ids[0])
 
 
+def _materialize_all(page: Any, url: str, job: str) -> None:
+    """Open a job's page and click *Materialize all…*."""
+    page.goto(f"{url}/locations/lstm_assets/jobs/{job}")
+    materialize = page.get_by_role("button", name=re.compile("Materialize all"))
+    materialize.wait_for()
+    page.wait_for_timeout(1500)
+    _dismiss_welcome(page)
+    materialize.click()
+
+
+def _follow_launched_run(page: Any, server: DagsterDev) -> str:
+    """The toast's run id; open the run page, as the toast's View does, and wait for Success."""
+    toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+    toast.wait_for()
+    short = re.search(r"Launched run ([0-9a-f]{8})", toast.inner_text()).group(1)
+    run_id = _full_run_id(server, short)
+    page.goto(f"{server.url}/runs/{run_id}")
+    page.get_by_text("Success", exact=True).first.wait_for(timeout=240_000)
+    return run_id
+
+
 def _check_report_page(page: Any, url: str, shots: Path) -> None:
     """The evaluation_report asset, partition SYMBOL: the metadata table reads in percentages,
     and *[Show Markdown]* opens the report with its heading, metrics table and plot."""
@@ -103,12 +124,7 @@ def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
             page.screenshot(path=shots / "2_data_assets.png")
 
             # the per-symbol chain's graph, and a materialization of one symbol
-            page.goto(f"{server.url}/locations/lstm_assets/jobs/symbol_chain_job")
-            materialize = page.get_by_role("button", name=re.compile("Materialize all"))
-            materialize.wait_for()
-            page.wait_for_timeout(1500)
-            _dismiss_welcome(page)
-            materialize.click()
+            _materialize_all(page, server.url, "symbol_chain_job")
             dialog = page.get_by_role("dialog")
             dialog.get_by_text("Select a partition or create one").click()
             page.get_by_role("menuitem", name=re.compile(f"^{SYMBOL}")).click()
@@ -116,13 +132,7 @@ def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
             page.screenshot(path=shots / "3_launch_dialog.png")
             t0 = time.time()
             dialog.get_by_role("button", name="Launch 1 run").click()
-
-            toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
-            toast.wait_for()
-            short = re.search(r"Launched run ([0-9a-f]{8})", toast.inner_text()).group(1)
-            run_id = _full_run_id(server, short)
-            page.goto(f"{server.url}/runs/{run_id}")  # the run page, as the toast's View opens
-            page.get_by_text("Success", exact=True).first.wait_for(timeout=240_000)
+            run_id = _follow_launched_run(page, server)
             took = time.time() - t0
             page.wait_for_timeout(1000)
             page.screenshot(path=shots / "4_run_success.png")
@@ -167,18 +177,8 @@ def test_browser_scorecard_of_signal_outcomes(dagster_dev: DagsterDev, tmp_path:
         try:
             page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
             page.set_default_timeout(90_000)
-            page.goto(f"{server.url}/locations/lstm_assets/jobs/signals_job")
-            materialize = page.get_by_role("button", name=re.compile("Materialize all"))
-            materialize.wait_for()
-            page.wait_for_timeout(1500)
-            _dismiss_welcome(page)
-            materialize.click()
-            toast = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
-            toast.wait_for()
-            short = re.search(r"Launched run ([0-9a-f]{8})", toast.inner_text()).group(1)
-            run_id = _full_run_id(server, short)
-            page.goto(f"{server.url}/runs/{run_id}")
-            page.get_by_text("Success", exact=True).first.wait_for(timeout=240_000)
+            _materialize_all(page, server.url, "signals_job")  # unpartitioned: launches
+            run_id = _follow_launched_run(page, server)
 
             page.goto(f"{server.url}/assets/signal_outcomes?view=events")
             page.get_by_text("scorecard", exact=True).first.wait_for()

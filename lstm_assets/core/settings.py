@@ -135,7 +135,15 @@ class Settings:
     retrain_unchanged: bool = False
     """Train even when the model's inputs and settings are unchanged (default: skip, no cost)."""
     signal_min_confidence: float = 0.45
-    """``latest_signals`` abstains when the top class probability is below this."""
+    """``latest_signals`` abstains when the top class probability is below this (unless a
+    threshold is chosen on validation, ``choose_threshold``)."""
+    signal_source: str = "per_symbol"
+    """Which model serves ``latest_signals``: ``per_symbol`` (each symbol's own LSTM, the
+    ``lstm_model`` assets) or ``pooled`` (the ``pooled_model`` asset of ``pooled_family``: one
+    network over all symbols, ``core/research/serving.py``)."""
+    pooled_family: str = "lstm"
+    """The family the ``pooled_model`` asset trains and, with ``signal_source=pooled``, serves:
+    ``lstm``, ``gru``, ``alstm`` or ``linear``."""
     raw_max_age_days: int = 5
     """Freshness check: a raw file whose last date is older than this many days warns."""
     model_max_age_days: float = 8.0

@@ -1,4 +1,10 @@
-"""Next-day signals: each symbol's saved model applied to the latest window of its clean frame.
+"""Next-day signals: a saved model applied to the latest window of each symbol's clean frame.
+
+The model is each symbol's own (``signal_source=per_symbol``, the default: the serving
+``lstm_model``) or the pooled model of ``pooled_family`` (``signal_source=pooled``: one network
+over all symbols, the ``pooled_model`` asset; its promise is its validation accuracy per symbol,
+``promise_split``). The rest of this docstring describes the per-symbol source; a pooled model
+is used the same way with ``signal_min_confidence`` as its threshold.
 
 For every symbol that has a model, the model's own scaler scales the clean frame, the window
 ending on the frame's last day is scored, and the top class becomes the signal unless its
@@ -41,9 +47,12 @@ log = logging.getLogger(__name__)
 
 ABSTAIN = "ABSTAIN"
 COLUMNS = ["symbol", "as_of", "horizon", "signal", "predicted", "confidence",
-           *[f"p_{c.lower()}" for c in CLASSES], "threshold", "model_version", "model_init",
-           "model_trained_at", "model_test_accuracy", "majority_test_accuracy", "reason",
-           "generated_at"]
+           *[f"p_{c.lower()}" for c in CLASSES], "threshold", "source", "model_version",
+           "model_init", "model_trained_at", "model_test_accuracy", "majority_test_accuracy",
+           "promise_split", "reason", "generated_at"]
+"""``model_test_accuracy`` is the accuracy the serving model promised for the symbol: on its
+test split (``promise_split`` test, a per-symbol model) or on the pooled model's validation
+block (``validation``)."""
 
 
 @dataclass
@@ -73,6 +82,13 @@ def signal_for(model: LoadedModel, frame: pd.DataFrame,
         raise ValueError(f"{len(frame)} clean rows < lookback {model.lookback}")
     X = model.scale(frame.iloc[-model.lookback:])
     proba = model.predict_proba(X, np.array([len(X) - 1]))[0].astype(float)
+    return signal_from_proba(proba, frame, int(model.config.get("horizon", 1)), min_confidence)
+
+
+def signal_from_proba(proba: np.ndarray, frame: pd.DataFrame, horizon: int,
+                      min_confidence: float) -> dict[str, Any]:
+    """The signal row for class probabilities of the window ending on ``frame``'s last row."""
+    proba = np.asarray(proba, dtype=float)
     top = int(proba.argmax())
     conf = float(proba[top])
     reason = None
@@ -83,7 +99,7 @@ def signal_for(model: LoadedModel, frame: pd.DataFrame,
         reason = "the latest window holds a price jump (jump_policy=exclude)"
     return {
         "as_of": pd.Timestamp(frame["date"].iloc[-1]).date().isoformat(),
-        "horizon": int(model.config.get("horizon", 1)),
+        "horizon": horizon,
         "predicted": CLASSES[top],
         "signal": CLASSES[top] if reason is None else ABSTAIN,
         "reason": reason,
@@ -109,36 +125,72 @@ def _threshold(rep: dict[str, Any] | None, settings: Settings) -> float:
     return settings.signal_min_confidence
 
 
+def _per_symbol_row(wh: Warehouse, sym: str, settings: Settings) -> dict[str, Any]:
+    model = LoadedModel.load(wh.model(sym))
+    rep = _report_for(wh, sym, model.version)
+    threshold = _threshold(rep, settings)
+    row = {"symbol": sym, **signal_for(model, read_parquet(wh.clean_frame(sym)), threshold)}
+    retrain = model.config.get("retrain") or {}
+    row.update({
+        "threshold": threshold, "model_version": model.version, "source": "per_symbol",
+        "model_init": retrain.get("init", model.config["training"].get("init")),
+        "model_trained_at": retrain.get("trained_at"),
+        "model_test_accuracy": None if rep is None else rep["model"]["accuracy"],
+        "majority_test_accuracy": None if rep is None
+        else rep["baselines"]["majority"]["accuracy"],
+        "promise_split": "test"})
+    return row
+
+
+def _pooled_row(model: Any, wh: Warehouse, sym: str, settings: Settings) -> dict[str, Any]:
+    frame = read_parquet(wh.clean_frame(sym))
+    threshold = settings.signal_min_confidence
+    row = {"symbol": sym, **signal_from_proba(model.predict_latest(sym, frame), frame,
+                                              int(model.config["horizon"]), threshold)}
+    val = (model.config.get("validation") or {}).get("per_symbol", {}).get(sym) or {}
+    row.update({
+        "threshold": threshold, "model_version": model.version,
+        "source": f"pooled:{model.family}", "model_init": "cold",
+        "model_trained_at": model.config.get("trained_at"),
+        "model_test_accuracy": val.get("accuracy"),
+        "majority_test_accuracy": val.get("majority_accuracy"),
+        "promise_split": "validation"})
+    return row
+
+
+def _pooled(wh: Warehouse, settings: Settings) -> Any:
+    from lstm_assets.core.research.serving import PooledModel
+
+    path = wh.pooled_model(settings.pooled_family)
+    if not exists(path):
+        raise FileNotFoundError(f"{path} is missing: materialize pooled_model (family "
+                                f"{settings.pooled_family}) first, or set "
+                                "signal_source=per_symbol")
+    return PooledModel.load(path)
+
+
 def latest_signals(wh: Warehouse, settings: Settings,
                    symbols: list[str] | None = None) -> SignalTable:
-    """Signals for ``symbols`` (default: every symbol with a model); writes wh.signals() and
-    appends them to the signal history."""
+    """Signals for ``symbols`` (default: every symbol with a model) from the model
+    ``signal_source`` names; writes wh.signals() and appends them to the signal history."""
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
+    if settings.signal_source not in ("per_symbol", "pooled"):
+        raise ValueError(f"signal_source={settings.signal_source!r}: use per_symbol or pooled")
+    pooled = _pooled(wh, settings) if settings.signal_source == "pooled" else None
+    if symbols is None:
+        symbols = model_symbols(wh) if pooled is None else pooled.symbols
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
     now = pd.Timestamp.now(tz="UTC").isoformat()
-    for sym in symbols if symbols is not None else model_symbols(wh):
+    for sym in symbols:
         try:
-            model = LoadedModel.load(wh.model(sym))
-            version = model.version
-            rep = _report_for(wh, sym, version)
-            threshold = _threshold(rep, settings)
-            frame = read_parquet(wh.clean_frame(sym))
-            row = {"symbol": sym, **signal_for(model, frame, threshold)}
+            row = (_per_symbol_row(wh, sym, settings) if pooled is None
+                   else _pooled_row(pooled, wh, sym, settings))
         except Exception as e:  # one symbol never stops the table; the reason is reported
             errors[sym] = f"{type(e).__name__}: {e}"
             log.warning("[%s] no signal: %s", sym, errors[sym])
             continue
-        retrain = model.config.get("retrain") or {}
-        row["threshold"] = threshold
-        row["model_version"] = version
-        row["model_init"] = retrain.get("init", model.config["training"].get("init"))
-        row["model_trained_at"] = retrain.get("trained_at")
-        row["model_test_accuracy"] = row["majority_test_accuracy"] = None
-        if rep is not None:
-            row["model_test_accuracy"] = rep["model"]["accuracy"]
-            row["majority_test_accuracy"] = rep["baselines"]["majority"]["accuracy"]
         row["generated_at"] = now
         rows.append(row)
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -163,10 +215,11 @@ def append_history(wh: Warehouse, frame: pd.DataFrame) -> pd.DataFrame:
 def signals_markdown(table: SignalTable, min_confidence: float) -> str:
     """One Markdown table for the UI."""
     lines = ["Next-day signals: ABSTAIN below each symbol's threshold (chosen on its "
-             f"validation split; {min_confidence:.0%} where none was chosen). Test accuracy is "
-             "the model's on its test split, beside always-majority.", "",
-             "| symbol | as of | signal | P(DOWN) | P(FLAT) | P(UP) | threshold | test acc. | "
-             "majority | model |",
+             f"validation split; {min_confidence:.0%} where none was chosen). Promised "
+             "accuracy: the model's on its test split (a pooled model: on its validation "
+             "block), beside always-majority.", "",
+             "| symbol | as of | signal | P(DOWN) | P(FLAT) | P(UP) | threshold | promised acc. "
+             "| majority | model |",
              "|---|---|---|---|---|---|---|---|---|---|"]
 
     def pct(x: Any) -> str:
@@ -176,7 +229,7 @@ def signals_markdown(table: SignalTable, min_confidence: float) -> str:
         lines.append(f"| {r.symbol} | {r.as_of} | **{r.signal}** | {pct(r.p_down)} | "
                      f"{pct(r.p_flat)} | {pct(r.p_up)} | {pct(r.threshold)} | "
                      f"{pct(r.model_test_accuracy)} | {pct(r.majority_test_accuracy)} | "
-                     f"{r.model_version} |")
+                     f"{r.source} {r.model_version} |")
     if table.errors:
         lines += ["", "No signal:", ""] + [f"- {s}: {m}" for s, m in table.errors.items()]
     return "\n".join(lines) + "\n"

@@ -428,6 +428,11 @@ class Warehouse:
     def signals(self) -> AnyPath:
         return self.base / "latest_signals.parquet"
 
+    def pooled_model(self, family: str) -> AnyPath:
+        if not re.fullmatch(r"[a-z]+", family):
+            raise ValueError(f"not a model family: {family!r}")
+        return self.base / "pooled_model" / f"{family}.safetensors"
+
     def signal_history(self) -> AnyPath:
         return self.base / "signal_history.parquet"
 

@@ -360,13 +360,52 @@ def model_comparison(context: dg.AssetExecutionContext, config: ComparisonConfig
     })
 
 
-@dg.asset(group_name="signals", deps=["lstm_model", "clean_frames"], kinds={"parquet"},
-          automation_condition=AFTER_SYMBOL_UPDATES)
+class PooledModelConfig(dg.Config):
+    """What ``pooled_model`` trains (defaults: the code location's settings)."""
+
+    family: str = ""
+    """``lstm``, ``gru``, ``alstm`` or ``linear`` (empty: the ``pooled_family`` setting)."""
+    set: list[str] = []
+    """``KEY=VALUE`` settings of the pooled network (e.g. ``hidden_size=64``), over
+    ``core/research/compare.POOLED_SETTINGS`` and this code location's settings."""
+
+
+@dg.asset(group_name="model", deps=["clean_frames"], kinds={"pytorch"}, pool="gpu")
+def pooled_model(context: dg.AssetExecutionContext, config: PooledModelConfig,
+                 paths: PathsResource, settings: LstmSettings) -> dg.MaterializeResult:
+    """One network over every symbol with a clean frame (each symbol scaled on its own training
+    rows, a symbol embedding), early-stopped on the last validation block of dates; it serves
+    ``latest_signals`` when ``signal_source=pooled``. Materialized on demand. Its validation
+    figures are optimistic (the block also chose the epoch): ``model_comparison`` judges the
+    families fairly, over walk-forward folds."""
+    s = settings.to_core()
+    family = config.family or s.pooled_family
+
+    def progress(row: dict[str, float]) -> None:
+        context.log.info(f"epoch {int(row['epoch'])}: val_loss {row['val_loss']:.4f}")
+
+    out = stages.run_pooled_model(paths.layout(), s, family, parse_overrides(config.set),
+                                  on_epoch=progress)
+    v = out["validation"]
+    return dg.MaterializeResult(metadata=to_metadata({
+        "family": family, "version": out["version"], "symbols": out["symbols"],
+        "left_out": out["left_out"],
+        "validation_accuracy": _percent(v["accuracy"]),
+        "validation_majority_accuracy": _percent(v["majority_accuracy"]),
+        "validation_rank_ic": v.get("rank_ic"), "validation_rank_ic_t": v.get("rank_ic_t"),
+        "validation_dates": v.get("dates"), "train_dates": out["dates"].get("train"),
+        "epochs_run": out["training"].get("epochs_run"), "path": out["path"],
+    }))
+
+
+@dg.asset(group_name="signals", deps=["lstm_model", "clean_frames", "pooled_model"],
+          kinds={"parquet"}, automation_condition=AFTER_SYMBOL_UPDATES)
 def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
                    settings: LstmSettings) -> dg.MaterializeResult:
-    """Next-day class and probabilities per symbol from its serving model and latest window;
-    ABSTAIN below the symbol's threshold chosen on validation (signal_min_confidence where none
-    was). Written to latest_signals.parquet and appended to signal_history.parquet."""
+    """Next-day class and probabilities per symbol from its serving model (or the pooled model,
+    ``signal_source=pooled``) and latest window; ABSTAIN below the symbol's threshold chosen on
+    validation (signal_min_confidence where none was). Written to latest_signals.parquet and
+    appended to signal_history.parquet."""
     s = settings.to_core()
     wh = paths.layout().warehouse
     table = compute_signals(wh, s)

@@ -186,8 +186,8 @@ def scorecard_markdown(card: dict[str, Any]) -> str:
         "Live signals scored against the prices that arrived after them. Live accuracy: the "
         "top class on every scored signal; hit rate: on the signals not ABSTAIN; P&L per "
         f"signal in bps after {2 * card.get('cost_bps_per_side', 0):g} bps a round trip. "
-        "95% intervals in brackets. *Promised*: the test accuracy of the model that made "
-        "each signal.", "",
+        "95% intervals in brackets. *Promised*: the accuracy the model that made each signal "
+        "showed on its test split (a pooled model: on its validation block).", "",
         "| symbol | scored | pending | live accuracy | promised | hit rate (acted) | "
         "P&L bps/signal | below promise |",
         "|---|---|---|---|---|---|---|---|"]

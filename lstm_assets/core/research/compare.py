@@ -77,7 +77,7 @@ set: an epoch is then as many optimizer (and group-lasso proximal) steps as a pe
 model's, whatever the universe's size, and larger universes get larger, faster batches."""
 
 
-def _pooled_batch(n_train: int) -> int:
+def pooled_batch(n_train: int) -> int:
     return int(min(4096, max(64, -(-n_train // STEPS_PER_EPOCH))))
 
 
@@ -151,10 +151,10 @@ def _pooled_settings(settings: Settings, overrides: dict[str, Any]) -> Settings:
 def _with_batch(settings: Settings, pset: PanelSet, overrides: dict[str, Any]) -> Settings:
     if "batch_size" in overrides:
         return settings
-    return settings.replace(batch_size=_pooled_batch(len(pset.end_rows("train"))))
+    return settings.replace(batch_size=pooled_batch(len(pset.end_rows("train"))))
 
 
-def _majority(pset: PanelSet, rows: np.ndarray) -> np.ndarray:
+def majority_labels(pset: PanelSet, rows: np.ndarray) -> np.ndarray:
     """Each row's symbol's most frequent training label (the majority-class baseline)."""
     tr = pset.end_rows("train")
     counts = np.zeros((len(pset.symbols), 3))
@@ -313,7 +313,7 @@ class Comparison:
         trials = self.trials()
         fold = folds[tuning.SEARCH_FOLD - 1]
         first_test = min(f.test[0] for f in folds)
-        batch = None if "batch_size" in self.overrides else _pooled_batch
+        batch = None if "batch_size" in self.overrides else pooled_batch
         chosen, searches = {}, {}
         for family in self.tuned:
             def on_trial(i: int, row: dict[str, Any], family: str = family) -> None:
@@ -334,7 +334,7 @@ class Comparison:
         pset = pooled_set(panel, fold, self.pooled)
         by_lookback = {pset.lookback: pset}
         te = pset.end_rows("test")
-        maj = _majority(pset, te)
+        maj = majority_labels(pset, te)
         for name, score in _factor_scores(panel, pset, te).items():
             preds.setdefault(name, Predictions()).add(pset, te, fold, score, None, maj)
         self.progress(f"{where}: factors", 1)

@@ -17,7 +17,8 @@ its figures are recorded; ``gap = max(embargo, horizon)`` dates before it are dr
 training label looks into it (as in
 :func:`~lstm_assets.core.research.panel.walk_forward_folds`); every date before the gap is a
 training date. There is no test block: the comparison's walk-forward folds are where a family
-is judged; this is the model that serves.
+is judged; this is the model that serves. Its validation figures are of the block that chose
+its epoch (the ``linear`` family: its L2 strength), so they lean optimistic.
 
 **Scaling.** Each symbol's features are scaled by a scaler fit on its own training rows (rows
 a price jump excluded left out), clipped to +-``CLIP`` and NaN set to 0, exactly as
@@ -58,8 +59,8 @@ from lstm_assets.core.research import families as fam
 from lstm_assets.core.research import stats
 from lstm_assets.core.research.compare import (
     POOLED_SETTINGS,
-    _majority,
-    _pooled_batch,
+    majority_labels,
+    pooled_batch,
 )
 from lstm_assets.core.research.panel import Fold, Panel, PanelSet, build_panel, pooled_set
 from lstm_assets.core.sequences import CLIP
@@ -77,8 +78,8 @@ MIN_DATES = 20
 """Fewest training dates and validation dates a serving fit takes."""
 CONFIG_KEYS: tuple[str, ...] = (
     "kind", "format", "family", "architecture", "lookback", "features", "symbols", "scalers",
-    "label", "horizon", "target", "settings", "overrides", "validation", "training", "dates",
-    "trained_at", "library_versions")
+    "left_out", "label", "horizon", "target", "settings", "overrides", "validation", "training",
+    "dates", "trained_at", "library_versions")
 """The keys of a pooled model file's config:
 
 - ``kind`` (:data:`KIND`), ``format`` (:data:`FORMAT`), ``family`` (one of :data:`SERVABLE`);
@@ -88,6 +89,7 @@ CONFIG_KEYS: tuple[str, ...] = (
 - ``lookback``; ``features`` (the input columns in order, without the id column);
 - ``symbols``: symbol -> embedding index (the id column's value);
 - ``scalers``: symbol -> ``{"mean": [...], "scale": [...]}`` over ``features``;
+- ``left_out``: the symbols given without two clean training rows (no scaler: not served);
 - ``label``: ``rule`` (``vol_quantile``), ``flat_share``, ``horizon``, ``target`` and ``k``
   (symbol -> the band's multiple of trailing volatility, fit on its training rows);
   ``horizon`` and ``target`` also at the top level;
@@ -95,7 +97,8 @@ CONFIG_KEYS: tuple[str, ...] = (
   ``overrides``: the knobs set on purpose, which win over the pooled defaults;
 - ``validation``: ``accuracy``, ``majority_accuracy`` (each symbol's most frequent training
   label), ``log_loss``, ``rank_ic`` / ``rank_ic_t`` / ``rank_ic_p`` (mean daily rank IC of
-  P(UP) - P(DOWN), Newey-West t and p), ``ic_dates`` (dates with an IC: 5 or more symbols),
+  P(UP) - P(DOWN), Newey-West t and p; None without 2 dates of 5 or more symbols),
+  ``ic_dates`` (dates with an IC),
   ``dates`` and ``rows`` (validation dates and windows), ``per_symbol`` (symbol -> rows,
   accuracy, majority accuracy);
 - ``training``: the training loop's summary (epochs, best epoch, seconds, device, ...), or
@@ -158,6 +161,7 @@ def _fit_linear(pset: PanelSet, settings: Settings) -> tuple[nn.Module, dict[str
     X = pset.X[:, :-1]
     tr, va = pset.end_rows("train"), pset.end_rows("val")
     lags = fam.LINEAR_LAGS
+    net = LinearWindowNet(pset.X.shape[1], pset.lookback, lags)
     t0 = time.perf_counter()
     model = fam.fit_linear(fam.tree_features(X, tr, lags), pset.y[tr].astype(np.int64),
                            fam.tree_features(X, va, lags), pset.y[va].astype(np.int64),
@@ -165,7 +169,6 @@ def _fit_linear(pset: PanelSet, settings: Settings) -> tuple[nn.Module, dict[str
     if list(model.classes_) != list(range(len(CLASSES))):
         raise ValueError(f"the training labels hold classes {list(model.classes_)}, not all "
                          f"of {CLASSES}: no linear model to serve")
-    net = LinearWindowNet(pset.X.shape[1], pset.lookback, lags)
     with torch.no_grad():
         net.linear.weight.copy_(torch.as_tensor(model.coef_, dtype=torch.float32))
         net.linear.bias.copy_(torch.as_tensor(model.intercept_, dtype=torch.float32))
@@ -257,7 +260,7 @@ def validation_figures(pset: PanelSet, proba: np.ndarray, horizon: int) -> dict[
     va = pset.end_rows("val")
     y = pset.y[va].astype(np.int64)
     hit = proba.argmax(axis=1) == y
-    maj = _majority(pset, va) == y
+    maj = majority_labels(pset, va) == y
     ic = stats.ic_summary(stats.daily_rank_ic(pset.dates[va], proba[:, 2] - proba[:, 0],
                                               pset.fwd[va]), horizon)
     p_true = np.maximum(proba[np.arange(len(y)), y].astype(np.float64), 1e-15)
@@ -421,6 +424,7 @@ def _config(family: str, panel: Panel, fold: Fold, pset: PanelSet, settings: Set
         "kind": KIND, "format": FORMAT, "family": family, "architecture": arch,
         "lookback": settings.lookback, "features": list(panel.features),
         "symbols": {s: j for j, s in enumerate(panel.symbols) if s in scalers},
+        "left_out": [s for s in panel.symbols if s not in scalers],
         "scalers": {s: {"mean": m.tolist(), "scale": sc.tolist()}
                     for s, (m, sc) in scalers.items()},
         "label": {"rule": "vol_quantile", "flat_share": settings.flat_share,
@@ -457,7 +461,7 @@ def fit_pooled(frames: dict[str, pd.DataFrame], settings: Settings, family: str,
     fold = serving_fold(panel.all_dates, pooled, h, val_days)
     pset = pooled_set(panel, fold, pooled)
     if "batch_size" not in overrides:
-        pooled = pooled.replace(batch_size=_pooled_batch(len(pset.end_rows("train"))))
+        pooled = pooled.replace(batch_size=pooled_batch(len(pset.end_rows("train"))))
     scalers = _scalers(panel, fold)
     _check_scalers(panel, pset, scalers)
     if family == "linear":

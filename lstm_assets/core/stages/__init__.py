@@ -5,7 +5,8 @@ CLI and the benchmark (no Dagster needed, e.g. on a GPU box).
 - :mod:`.data`: raw file -> clean frame (features, labels) -> scaled sequences
 - :mod:`.training`: the retrain policy (cold / warm / skip) and the model step
 - :mod:`.evaluation`: the per-symbol report and the leaderboard
-- :mod:`.comparison`: model families side by side over all symbols (``core/research/``)
+- :mod:`.comparison`: model families side by side over all symbols (``core/research/``), and
+  the pooled model that can serve the signals
 - :mod:`.checks`: data-quality, drift and freshness checks
 - :mod:`.layout`: where the files are
 """
@@ -24,7 +25,7 @@ from lstm_assets.core.stages.checks import (
     check_sequences,
 )
 from lstm_assets.core.stages.comparison import ASSET as COMPARISON_ASSET
-from lstm_assets.core.stages.comparison import run_comparison
+from lstm_assets.core.stages.comparison import run_comparison, run_pooled_model
 from lstm_assets.core.stages.data import run_clean, run_raw, run_sequences
 from lstm_assets.core.stages.evaluation import reload_and_predict, run_evaluate, run_leaderboard
 from lstm_assets.core.stages.layout import Layout, file_hash
@@ -39,6 +40,7 @@ __all__ = [
     "COMPARISON_ASSET", "Layout", "check_clean_frame", "check_drift", "check_model_freshness",
     "check_raw_freshness", "check_sequences",
     "file_hash", "plan_training", "reload_and_predict", "run_clean", "run_comparison",
+    "run_pooled_model",
     "run_evaluate", "run_leaderboard", "run_raw", "run_sequences", "run_symbol", "run_train",
     "run_train_many", "stacks_symbols",
 ]

@@ -57,3 +57,28 @@ def run_comparison(layout: Layout, settings: Settings, spec: CompareSpec,
     result, images = compare_frames(frames, settings, spec, overrides, progress)
     write_comparison(layout.warehouse.base / ASSET, result, images)
     return result, images
+
+
+def run_pooled_model(layout: Layout, settings: Settings, family: str,
+                     overrides: dict[str, Any] | None = None,
+                     on_epoch: Callable[[dict[str, float]], None] | None = None
+                     ) -> dict[str, Any]:
+    """One pooled network (``family``) over every symbol with a clean frame, for serving
+    (:func:`~lstm_assets.core.research.serving.fit_pooled`), saved to
+    ``pooled_model/<family>.safetensors`` (a readable ``.json`` config beside it); returns its
+    validation figures and where it is."""
+    from lstm_assets.core.research.serving import fit_pooled
+
+    frames = {s: read_clean(layout, s) for s in layout.symbols()
+              if layout.warehouse.clean_frame(s).exists()}
+    if len(frames) < MIN_SYMBOLS:
+        raise ValueError(f"a pooled model needs clean frames of at least {MIN_SYMBOLS} symbols, "
+                         f"found {len(frames)}: materialize clean_frames first")
+    model = fit_pooled(frames, settings, family, overrides=overrides, on_epoch=on_epoch)
+    path = layout.warehouse.pooled_model(family)
+    version = model.save(path)
+    write_json(path.with_suffix(".json"), model.config)
+    return {"family": family, "version": version, "path": str(path),
+            "symbols": len(model.symbols), "left_out": model.config.get("left_out"),
+            "validation": model.config["validation"], "training": model.config["training"],
+            "dates": model.config["dates"]}
