@@ -82,13 +82,21 @@ def _usual_psi(ref: np.ndarray, inner: np.ndarray, window: int) -> np.ndarray:
     distribution by itself. Slow features (levels that wander, like fundamentals or rates) stray
     far in every window; recent rows count as drifted only beyond that."""
     n_blocks = ref.shape[0] // window
-    if n_blocks < 2:
-        return np.zeros(ref.shape[1])
     out = np.zeros(ref.shape[1])
+    if n_blocks < 2:
+        return out
     for j in range(ref.shape[1]):
         col = ref[:, j]
-        out[j] = max(_psi_with_edges(col, col[b * window:(b + 1) * window], inner[:, j])
-                     for b in range(n_blocks))
+        if col.min() == col.max():
+            continue  # a constant train column: every block equals it
+        edges = np.unique(inner[:, j])
+        idx = np.searchsorted(edges, col, side="left")  # each train row's bin, once
+        n_bins = edges.size + 1
+        q = np.maximum(np.bincount(idx, minlength=n_bins) / col.size, SHARE_FLOOR)
+        blocks = idx[:n_blocks * window].reshape(n_blocks, window)
+        counts = np.stack([np.bincount(b, minlength=n_bins) for b in blocks])
+        r = np.maximum(counts / window, SHARE_FLOOR)
+        out[j] = float(np.max(np.sum((r - q) * np.log(r / q), axis=1)))
     return out
 
 
