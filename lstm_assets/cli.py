@@ -367,6 +367,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         lb = defs.resolve_job_def("leaderboard_job").execute_in_process(
             instance=instance, run_config={"loggers": loggers,
                                            "resources": {"paths": {"config": paths}}})
+        # next-day signals from the models just trained, appended to the signal history, and
+        # the scorecard of earlier signals (nothing to score on a first run: all pending)
+        progress.begin("all symbols", "signals")
+        sig = defs.resolve_job_def("signals_job").execute_in_process(
+            instance=instance, run_config=run_config, raise_on_error=False)
     from lstm_assets.core.storage import Warehouse, read_text
 
     wh = Warehouse(args.warehouse_dir)
@@ -374,14 +379,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(read_text(wh.leaderboard(".md")) if lb.success else "leaderboard failed")
     where = wh.base if wh.remote else wh.base.resolve()
     print(f"Results: {where}/ (lstm_model/, evaluation_report/, leaderboard.md)")
-    print("UI: lstm-assets ui   (then open http://127.0.0.1:3000)")
+    print(f"Signals: {where}/latest_signals.parquet; scorecard of past signals: "
+          f"{where}/signal_outcomes.json" if sig.success else
+          "Signals: latest_signals or signal_outcomes failed (see the run in the UI)")
+    print("UI: bash run.sh ui   (or .venv/bin/lstm-assets ui; then open http://127.0.0.1:3000)")
     print(f"{len(symbols)} symbols in {time.perf_counter() - t_run:.0f}s")
     if failed:
         print(f"{len(failed)} symbol(s) failed: {', '.join(failed)}")
     if skipped:
         print(f"{len(skipped)} file(s) skipped (see 'skipped:' above)")
     every_file = args.symbols in ("all", "")  # a skipped file counts when all were asked for
-    return EXIT_SOME_FAILED if failed or (skipped and every_file) or not lb.success else EXIT_OK
+    ok = lb.success and sig.success
+    return EXIT_SOME_FAILED if failed or (skipped and every_file) or not ok else EXIT_OK
 
 
 def expected_epochs(settings: Settings) -> int:

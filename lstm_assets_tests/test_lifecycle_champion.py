@@ -158,3 +158,21 @@ def test_champion_cli_lists_versions_and_promotes(raw: Path, tmp_path: Path,
     assert signals["model_version"].tolist() == [second["version"]]
     with pytest.raises(SystemExit):
         main(["promote", "SYN001", "not-a-version", *d, "--raw-dir", str(raw)])
+
+
+def test_champion_warm_start_keeps_its_start_when_training_only_hurts(raw: Path,
+                                                                       tmp_path: Path) -> None:
+    """A warm start scores its starting weights first (epoch 0): when every epoch is worse on
+    validation (here a learning rate that wrecks the weights), it returns its start."""
+    from lstm_assets.core.stages.layout import read_sequences
+    from lstm_assets.core.train import fit
+
+    layout = _layout(raw, tmp_path)
+    seq = read_sequences(layout, "SYN001")
+    start = stages.run_train(layout, "SYN001", S, now=T0)
+    state = LoadedModel.load(layout.warehouse.model("SYN001")).net.state_dict()
+    res = fit(seq, S.replace(learning_rate=5.0, early_stop_patience=2), init_state=state,
+              max_epochs=3)
+    assert res.best_epoch == 0 and res.epochs_run >= 2
+    assert all(torch.equal(res.state[k], state[k]) for k in state)
+    assert res.best_val_loss == pytest.approx(start["best_val_loss"], rel=1e-5)

@@ -2,7 +2,8 @@
 # Real-data acceptance: run the whole chain (`lstm-assets run`) on a handful of real daily OHLCV
 # files and check that every usable symbol gets a model and a report, that the unusable ones
 # (AMT: header only; BHF: ~20 rows) fail alone with a clear message, and that the leaderboard
-# lists exactly the good ones. Then it runs scripts/count_unexplained_jumps.py on the whole folder:
+# lists exactly the good ones, that each model is kept as a version with a threshold chosen on
+# validation, and that the signals and their scorecard cover the good ones. Then it runs scripts/count_unexplained_jumps.py on the whole folder:
 # no one-day |log return| > 0.3 may reach training unexplained (splits are back-adjusted, other
 # jumps excluded). Exit status 0 only when all of that holds.
 #
@@ -82,6 +83,29 @@ for s in bad:
         problems.append(f"{s}: unclear failure message {msg!r} (wanted {want})")
     if (wh / f"lstm_model/{s}.safetensors").exists():
         problems.append(f"{s}: has a model although it failed")
+# the lifecycle: each good model kept as a version, its report with the chosen threshold, a
+# signal per good symbol (in the history too) and a scorecard of them
+for s in good:
+    rep_path = wh / f"evaluation_report/{s}.json"
+    if rep_path.is_file():
+        rep = json.loads(rep_path.read_text())
+        version = rep.get("model_version")
+        if not version or not (wh / f"model_versions/{s}/{version}.safetensors").is_file():
+            problems.append(f"{s}: serving model version {version} not kept in model_versions/")
+        if not (rep.get("threshold") or {}).get("curve"):
+            problems.append(f"{s}: report has no ABSTAIN threshold chosen on validation")
+try:
+    import pandas as pd
+    signals = pd.read_parquet(wh / "latest_signals.parquet")
+    history = pd.read_parquet(wh / "signal_history.parquet")
+    if sorted(signals["symbol"]) != sorted(good) or sorted(set(history["symbol"])) != sorted(good):
+        problems.append(f"signals for {sorted(signals['symbol'])}, expected {sorted(good)}")
+    card = json.loads((wh / "signal_outcomes.json").read_text())
+    if card["overall"]["signals"] != len(good):
+        problems.append(f"scorecard counts {card['overall']['signals']} signals, expected "
+                        f"{len(good)}")
+except (OSError, KeyError, ValueError) as e:
+    problems.append(f"signals / scorecard unreadable: {type(e).__name__}: {e}")
 board_path = wh / "leaderboard.json"
 if board_path.is_file():
     rows = sorted(r["symbol"] for r in json.loads(board_path.read_text())["rows"])
@@ -93,7 +117,8 @@ if problems:
     print("real-data acceptance FAILED:\n  " + "\n  ".join(problems))
     sys.exit(1)
 print(f"real-data acceptance passed: models + reports for {', '.join(good)}; "
-      f"{', '.join(bad)} failed alone with clear messages; leaderboard lists {len(good)} symbols")
+      f"{', '.join(bad)} failed alone with clear messages; leaderboard lists {len(good)} symbols; "
+      "model versions kept, thresholds chosen on validation, signals scored in the scorecard")
 EOF
 checked=$?
 

@@ -154,6 +154,9 @@ class Progress:
     epoch: int = -1
     """The last finished epoch."""
     t_train: float = 0.0
+    initial: list[list[float]] = field(default_factory=list)
+    """Per model, the validation loss and accuracy of its starting weights (a warm start only:
+    epoch 0, :meth:`_Loop.score_start`)."""
 
     @classmethod
     def start(cls, n: int, lr: float) -> Progress:
@@ -315,6 +318,18 @@ class _Loop:
         self.trainee.keep(keep)
         self.done = self.done[keep]
 
+    def score_start(self) -> None:
+        """A warm start's own weights are its first candidate (epoch 0): a fit that only gets
+        worse on validation returns the weights it started from, never worse ones."""
+        if self.progress.epoch >= 0:  # resumed: already scored
+            return
+        val_loss, val_acc = self.trainee.validate()
+        prog = self.progress
+        prog.initial = [[loss, acc] for loss, acc in zip(val_loss, val_acc, strict=True)]
+        for slot, j in enumerate(prog.alive):
+            prog.best_val[j] = val_loss[slot]
+        self.trainee.keep_best([True] * len(prog.alive))
+
     def run(self, on_epoch: Callable[[dict[str, float]], None] | None, compact: bool) -> None:
         prog, n = self.progress, len(self.seqs)
         for epoch in range(prog.epoch + 1, self.epochs):
@@ -367,6 +382,8 @@ class _Loop:
             res.best_epoch, res.stopped_early = prog.best_epoch[j], prog.stopped_early[j]
             res.epochs_run = len(res.history)
             row = next((r for r in res.history if int(r["epoch"]) == res.best_epoch), None)
+            if row is None and prog.initial:  # the warm start's own weights stayed the best
+                row = {"val_loss": prog.initial[j][0], "val_accuracy": prog.initial[j][1]}
             res.best_val_loss = row["val_loss"] if row else float("nan")
             res.best_val_accuracy = row["val_accuracy"] if row else float("nan")
             res.seconds = prog.t_train
@@ -420,6 +437,8 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
                  max_epochs if max_epochs is not None else settings.max_epochs,
                  checkpoint, fingerprint, checkpoint_every, save_finished)
     loop.resume()
+    if all(i is not None for i in inits):
+        loop.score_start()
     loop.run(on_epoch, compact)
     base = TrainResult(state={}, device=str(device), parameters=trainee.parameters,
                        precision=trainee.precision,
