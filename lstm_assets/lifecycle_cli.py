@@ -46,11 +46,15 @@ def _score(rec: dict[str, Any], key: str) -> str:
 
 
 def versions_table(records: list[dict[str, Any]]) -> str:
-    lines = ["| version | trained | init | data to | val acc. | test acc. | serving | decision |",
+    lines = ["| version | trained | init | data ends | val acc. | test acc. | serving | decision |",
              "|---|---|---|---|---|---|---|---|"]
     for r in records:
         decision = r.get("decision") or {}
         verdict = "promoted" if decision.get("promote") else "kept out"
+        if r.get("promotions"):  # promoted by hand since: that is its latest decision
+            last = r["promotions"][-1]
+            decision = {"reason": f"{last['reason']} ({str(last['at'])[:19]})"}
+            verdict = "promoted by hand"
         lines.append(
             f"| {r['version']} | {str(r.get('created_at', ''))[:19]} | {r.get('init', '')} | "
             f"{(r.get('trained_on') or {}).get('data_end', '')} | "
@@ -76,12 +80,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_in_dagster(sym: str, version: str, reason: str, rep: dict[str, Any]) -> str:
-    """Report the promotion to the project's Dagster instance (when there is one)."""
+def _record_in_dagster(args: argparse.Namespace, sym: str, record: dict[str, Any],
+                       rep: dict[str, Any]) -> str:
+    """Report the promotion to the project's Dagster instance (when there is one): a
+    materialization of ``lstm_model`` (the version now serving) and of ``evaluation_report``
+    with the metadata the asset itself shows."""
     from pathlib import Path
 
     from lstm_assets.core.config import DAGSTER_HOME_DIR
-    from lstm_assets.instance import ensure_dagster_home
 
     home = Path(ProjectConfig.from_env().dagster_home or Path(DAGSTER_HOME_DIR).resolve())
     if not (home / "dagster.yaml").exists():
@@ -89,23 +95,33 @@ def _record_in_dagster(sym: str, version: str, reason: str, rep: dict[str, Any])
     try:
         import dagster as dg
 
+        from lstm_assets.defs.assets import report_metadata
+        from lstm_assets.defs.ranges import to_metadata
+        from lstm_assets.defs.resources import PathsResource
+        from lstm_assets.instance import ensure_dagster_home
+
         ensure_dagster_home()
+        paths = PathsResource(raw_dir=args.raw_dir, warehouse_dir=args.warehouse_dir,
+                              truth_dir=args.truth_dir or "")
+        model_meta = to_metadata({
+            "version": record["version"], "serving_version": record["version"],
+            "promoted": True, "promotion_reason": args.reason, "init": record.get("init"),
+            "trained_at": record.get("created_at"),
+            **{f"new_{k}": v for k, v in (record.get("scores") or {}).items()},
+            "path": str(paths.layout().warehouse.model(sym))})
         with dg.DagsterInstance.get() as instance:
-            meta = {"version": version, "promoted_by_hand": reason, "init": "promoted"}
             instance.report_runless_asset_event(dg.AssetMaterialization(
-                "lstm_model", partition=sym, metadata=meta))
+                "lstm_model", partition=sym, metadata=model_meta))
             instance.report_runless_asset_event(dg.AssetMaterialization(
-                "evaluation_report", partition=sym,
-                metadata={"model_version": version,
-                          "accuracy": rep["model"]["accuracy"]}))
-        return "recorded in the Dagster instance"
+                "evaluation_report", partition=sym, metadata=report_metadata(paths)(sym, rep)))
+        return "recorded in the Dagster instance (lstm_model, evaluation_report)"
     except Exception as e:  # noqa: BLE001 - the files are the truth; the UI record is extra
         return f"not recorded in Dagster ({type(e).__name__}: {e})"
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from lstm_assets.core import stages
-    from lstm_assets.core.lifecycle.versions import promote
+    from lstm_assets.core.lifecycle.versions import promote, serving_version
     from lstm_assets.core.settings import Settings, parse_overrides
     from lstm_assets.core.signals import latest_signals
     from lstm_assets.core.storage import normalize_symbol
@@ -113,11 +129,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
     sym = normalize_symbol(args.symbol)
     settings = Settings().replace(**parse_overrides(args.set))
     layout = stages.Layout.from_dirs(args.raw_dir, args.warehouse_dir, args.truth_dir or None)
+    version = args.version.lower()
+    if version == serving_version(layout.warehouse, sym):
+        print(f"{sym}: version {version} already serves; re-evaluating it")
     try:
-        promote(layout.warehouse, sym, args.version, reason=args.reason)
+        record = promote(layout.warehouse, sym, version, reason=args.reason)
     except (ValueError, FileNotFoundError) as e:  # a typo, an unknown or damaged version
         raise SystemExit(f"lstm-assets promote: {e}") from None
-    print(f"{sym}: version {args.version} now serves")
+    print(f"{sym}: version {version} now serves")
     rep = stages.run_evaluate(layout, sym, settings)
     print(f"{sym}: re-evaluated: test accuracy {100 * rep['model']['accuracy']:.1f}% (majority "
           f"{100 * rep['baselines']['majority']['accuracy']:.1f}%), ABSTAIN threshold "
@@ -127,5 +146,5 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if len(row):
         print(f"{sym}: signal {row['signal'].iloc[0]} as of {row['as_of'].iloc[0]} "
               f"(model {row['model_version'].iloc[0]}); {layout.warehouse.signals()} rewritten")
-    print(f"{sym}: {_record_in_dagster(sym, args.version, args.reason, rep)}")
+    print(f"{sym}: {_record_in_dagster(args, sym, record, rep)}")
     return 0

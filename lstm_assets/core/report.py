@@ -127,7 +127,11 @@ def _oracle_note(rep: dict[str, Any]) -> list[str]:
         "",
         "Oracle: the rule that knows the demo generator's true probabilities and predicts the "
         f"likeliest class. Expected accuracy {_pct(o['expected_accuracy'])}; on these "
-        f"{rep['test_samples']} test days its predictions scored {_pct(o['realized_accuracy'])}. "
+        f"{o.get('days', rep['test_samples'])} test days its predictions scored "
+        f"{_pct(o['realized_accuracy'])}"
+        + (f" (the {o['test_days'] - o['days']} later test day(s) were added after the demo "
+           "was generated: no ground truth)" if o.get("days", 0) < o.get("test_days", 0)
+           else "") + ". "
         f"The model is {diff:+.1f} points from the expected figure"
         + ("." if not within else " (inside the model's 95% interval)." if diff <= 0 else
            " (inside the model's 95% interval: a model above the oracle got lucky on a finite "
@@ -268,6 +272,11 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
         if promo:
             lines.append(f"Promotion: {'served' if promo.get('promote') else 'not served'} — "
                          f"{promo.get('reason', '')}.")
+    kept_out = rep.get("latest_challenger")
+    if kept_out:
+        lines.append(f"Latest retrain: challenger {kept_out['version']} ({kept_out.get('init')}, "
+                     f"{str(kept_out.get('created_at'))[:19]}) kept out, this model serves on: "
+                     f"{kept_out.get('reason')}.")
     lines += _threshold_lines(rep.get("threshold"))
     lines += _data_adjustments_lines(rep)
     if png is not None:

@@ -89,8 +89,8 @@ def _beats_majority(paths: PathsResource) -> Check:
         rep = read_json(paths.layout().warehouse.report(sym, ".json"))
         acc, maj = rep["model"]["accuracy"], rep["baselines"]["majority"]["accuracy"]
         return {"passed": acc > maj, "metadata": {"model_accuracy": acc, "majority_accuracy": maj},
-                "description": None if acc > maj else f"{sym}: model {acc:.3f} <= majority "
-                f"{maj:.3f}"}
+                "description": f"{sym}: model {acc:.1%} {'>' if acc > maj else '<='} majority "
+                f"{maj:.1%} (test split)"}
 
     return Check("beats_majority_baseline", "evaluation_report", evaluate,
                  "Warns when the model does not beat the majority-class baseline.",
@@ -211,7 +211,7 @@ def _threshold_metadata(th: dict[str, Any] | None) -> dict[str, Any]:
                                                    test.get("accuracy_ci"))}
 
 
-def _report_metadata(paths: PathsResource) -> Any:
+def report_metadata(paths: PathsResource) -> Any:
     """The report's figures as the UI shows them: percentages with 95% intervals (text), the
     log loss to 4 decimals, and the whole report (Markdown with the plots) under ``report``."""
     def build(sym: str, rep: dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +269,7 @@ def symbol_model(context: dg.AssetExecutionContext, paths: PathsResource,
     yield from run_stages(context, [
         _model_stage(context, paths, settings),
         Stage("evaluation_report", lambda sym: stages.run_evaluate(layout, sym, s),
-              metadata=_report_metadata(paths), checks=(_beats_majority(paths),)),
+              metadata=report_metadata(paths), checks=(_beats_majority(paths),)),
     ])
 
 

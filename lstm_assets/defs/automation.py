@@ -180,10 +180,13 @@ def raw_files_sensor(context: dg.SensorEvaluationContext,
     execution_timezone=RETRAIN_TZ,
     job=symbol_chain_job,
     default_status=_schedule_status(),
-    description="Retrains every symbol on the latest data: one run per symbol (a failure stays "
-                "with its symbol). Each model warm-starts from the previous one when its "
-                "features and settings are unchanged (a full fit every full_retrain_every_days),"
-                " and is skipped when its inputs did not change at all.",
+    description="Reruns every symbol's chain on its current file: one run per symbol (a failure "
+                "stays with its symbol). The splits are chronological shares of the history, so "
+                "new days land in the test split and move the training split forward by their "
+                "share. Each model warm-starts from the previous one when its features and "
+                "settings are unchanged (a full fit every full_retrain_every_days), is skipped "
+                "when its inputs did not change at all, and serves only when not significantly "
+                "worse than the serving model.",
 )
 def nightly_retrain_schedule(context: dg.ScheduleEvaluationContext,
                              paths: PathsResource) -> Any:

@@ -102,9 +102,30 @@ def check_sequences(layout: Layout, symbol: str) -> dict[str, Any]:
     }
 
 
+def _input_weight_shares(layout: Layout, symbol: str, features: list[str]
+                         ) -> dict[str, float] | None:
+    """Each feature's share of the serving model's first-layer input-weight norm (0: the group
+    lasso dropped it); None when there is no readable model on these features."""
+    from lstm_assets.core.model import LoadedModel, LSTMClassifier
+
+    try:
+        model = LoadedModel.load(layout.warehouse.model(symbol))
+    except Exception:  # noqa: BLE001 - no model yet (or unreadable): every feature counts
+        return None
+    if model.config["features"] != features:
+        return None
+    norms = model.net.state_dict()[LSTMClassifier.input_weight_key].float().norm(dim=0)
+    total = float(norms.sum())
+    return {f: float(n) / total if total > 0 else 0.0 for f, n in zip(features, norms.tolist(),
+                                                                     strict=True)}
+
+
 def check_drift(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
     """Each input feature's last ``drift_window`` rows against the train rows (PSI with a KS
-    test), and the label mix; fails (a warning) when any drifted, listing which and how far."""
+    test, ``core/lifecycle/drift.py``), and the label mix. It warns when a feature the serving
+    model uses drifted, or the label mix did, listing which, how far and what share of the
+    model's input weights they carry; drifted features the model's group lasso dropped (zero
+    input weights) are listed apart and do not warn. Without a model every feature counts."""
     from lstm_assets.core.lifecycle.drift import drift_report
 
     seq = read_sequences(layout, symbol)
@@ -113,26 +134,38 @@ def check_drift(layout: Layout, symbol: str, settings: Settings) -> dict[str, An
     except ValueError as e:  # too short a history to tell: nothing to warn about
         return {"passed": True, "description": f"{symbol}: not checked ({e})",
                 "metadata": {"checked": False}}
-    drifted = rep["drifted"]
-    psi = {f: round(rep["features"][f]["psi"], 3) for f in drifted}
-    top = dict(list(psi.items())[:10])
+    weights = _input_weight_shares(layout, symbol, seq.features)
+    used = [f for f in rep["drifted"] if weights is None or weights[f] > 0]
+    unused = [f for f in rep["drifted"] if f not in used]
+    psi = {f: round(rep["features"][f]["psi"], 3) for f in used}
     mix = rep["label_mix"]
     parts = []
-    if drifted:
-        parts.append(f"{len(drifted)} of {len(rep['features'])} features drifted (PSI above "
-                     f"{rep['threshold']} and above what a train window shows): "
-                     + ", ".join(f"{f} {v}" for f, v in top.items()))
+    if used:
+        top = ", ".join(f"{f} {v}" for f, v in list(psi.items())[:10])
+        share = "" if weights is None else (
+            f", {sum(weights[f] for f in used):.0%} of the model's input weights")
+        parts.append(f"{len(used)} of {len(rep['features'])} features drifted (PSI above "
+                     f"{rep['threshold']} and above what a train window shows{share}): {top}")
     if mix["drifted"]:
-        parts.append(f"label mix drifted (PSI {mix['psi']:.3f}): recent {mix['recent']} vs "
-                     f"train {mix['train']}")
+        def shares(d: dict[str, float]) -> str:
+            return "/".join(f"{v:.0%}" for v in d.values())
+
+        parts.append(f"label mix drifted (PSI {mix['psi']:.3f}): DOWN/FLAT/UP recent "
+                     f"{shares(mix['recent'])} vs train {shares(mix['train'])}")
+    if unused:
+        parts.append(f"{len(unused)} more drifted but the model does not use them")
     return {
-        "passed": not rep["drifted_any"],
+        "passed": not (used or mix["drifted"]),
         "description": (f"{symbol}: " + "; ".join(parts)) if parts else
         f"{symbol}: no drift in the last {rep['window']} rows (max PSI {rep['max_psi']:.3f})",
         "metadata": {"checked": True, "window": rep["window"], "threshold": rep["threshold"],
                      "recent_from": rep["recent_from"], "recent_to": rep["recent_to"],
-                     "drifted_features": psi, "drifted_count": len(drifted),
-                     "max_psi": round(rep["max_psi"], 4), "label_mix_psi": round(mix["psi"], 4),
+                     "drifted_features": psi, "drifted_count": len(used),
+                     "drifted_unused_by_model": unused,
+                     "drifted_weight_share": None if weights is None
+                     else round(sum(weights[f] for f in used), 4),
+                     "max_psi": round(rep["max_psi"], 4), "label_mix_drifted": mix["drifted"],
+                     "label_mix_psi": round(mix["psi"], 4),
                      "label_mix_recent": mix["recent"], "label_mix_train": mix["train"],
                      "cold_on_drift": settings.cold_on_drift},
     }

@@ -13,6 +13,7 @@ from lstm_assets.core import report as report_mod
 from lstm_assets.core.clean import DATA_ADJUSTMENTS_KEY
 from lstm_assets.core.evaluate import evaluate, load_truth
 from lstm_assets.core.lifecycle.threshold import apply_threshold, choose_threshold
+from lstm_assets.core.lifecycle.versions import list_versions
 from lstm_assets.core.model import LoadedModel
 from lstm_assets.core.sequences import SequenceSet
 from lstm_assets.core.settings import CLASSES, Settings
@@ -36,6 +37,16 @@ def abstain_threshold(model: LoadedModel, seq: SequenceSet, test_proba: np.ndarr
     return chosen
 
 
+def _kept_out(layout: Layout, symbol: str, serving: str) -> dict[str, Any] | None:
+    """The newest model version when it is a challenger kept out (not the serving one)."""
+    kept = list_versions(layout.warehouse, symbol)
+    last = kept[-1] if kept else None
+    if last is None or last["version"] == serving or (last.get("decision") or {}).get("promote"):
+        return None
+    return {"version": last["version"], "created_at": last.get("created_at"),
+            "init": last.get("init"), "reason": (last.get("decision") or {}).get("reason")}
+
+
 def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
     seq = read_sequences(layout, symbol)
     frame = read_clean(layout, symbol)
@@ -45,6 +56,7 @@ def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, A
     rep = evaluate(seq, frame, proba, settings, load_truth(layout.truth_dir, symbol))
     rep["symbol"] = symbol
     rep["model_version"] = model.version
+    rep["latest_challenger"] = _kept_out(layout, symbol, model.version)
     rep["threshold"] = abstain_threshold(model, seq, proba, settings)
     # the splits adjusted and the price jumps found when the clean frame was made (run_clean);
     # None for a clean frame written without them

@@ -19,7 +19,6 @@ import pandas as pd
 
 from lstm_assets.core.clean import RAW_FILE_KEY
 from lstm_assets.core.lifecycle import versions
-from lstm_assets.core.lifecycle.drift import drift_report
 from lstm_assets.core.model import (
     LoadedModel,
     LSTMClassifier,
@@ -116,13 +115,17 @@ def _serving_config(path: Any) -> dict[str, Any] | None:
         return None
 
 
-def _drifted(seq: SequenceSet, settings: Settings) -> list[str]:
-    """The drifted features (and ``label mix``) of ``seq``; none when it is too short to tell."""
-    try:
-        rep = drift_report(seq, settings.drift_window, settings.drift_threshold)
-    except ValueError:
+def _drifted(layout: Layout, symbol: str, settings: Settings) -> list[str]:
+    """What drifted, as the ``input_drift`` check sees it (features the serving model uses, the
+    label mix); nothing when the history is too short to tell."""
+    from lstm_assets.core.stages.checks import check_drift
+
+    res = check_drift(layout, symbol, settings)
+    if res["passed"]:
         return []
-    return [*rep["drifted"][:5], *(["label mix"] if rep["label_mix"]["drifted"] else [])]
+    meta = res["metadata"]
+    return [*list(meta["drifted_features"])[:5],
+            *(["label mix"] if meta["label_mix_drifted"] else [])]
 
 
 def plan_training(layout: Layout, symbol: str, settings: Settings, seq: SequenceSet,
@@ -173,7 +176,7 @@ def plan_training(layout: Layout, symbol: str, settings: Settings, seq: Sequence
     if age >= settings.full_retrain_every_days:
         return TrainPlan("cold", f"last full fit {age:.1f} days ago (full retrain every "
                          f"{settings.full_retrain_every_days} days)", prev)
-    drifted = _drifted(seq, settings) if settings.cold_on_drift else []
+    drifted = _drifted(layout, symbol, settings) if settings.cold_on_drift else []
     if drifted:
         return TrainPlan("cold", f"inputs drifted from the training rows ({', '.join(drifted)};"
                          " cold_on_drift)", prev)
@@ -329,12 +332,15 @@ def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
     pruned = versions.prune(wh, job.symbol, settings.keep_model_versions)
     # the model is complete: a checkpoint of this (or an interrupted earlier) fit is not needed
     wh.checkpoint(job.symbol).unlink(missing_ok=True)
-    meta = res.summary()
+    # what serves first: a challenger kept out is described as such, with its own file
+    meta: dict[str, Any] = {
+        "promoted": decision["promote"], "promotion_reason": decision["reason"],
+        "serving_version": versions.serving_version(wh, job.symbol), "version": version,
+        "path": str(out if decision["promote"] else versions.version_path(wh, job.symbol,
+                                                                         version))}
+    meta.update(res.summary())
     meta.update({"init": plan.init, "init_reason": plan.reason, "skipped": False,
-                 "trained_at": now.isoformat(), "path": str(out), "version": version,
-                 "promoted": decision["promote"], "promotion_reason": decision["reason"],
-                 "serving_version": versions.serving_version(wh, job.symbol),
-                 "versions_pruned": pruned})
+                 "trained_at": now.isoformat(), "versions_pruned": pruned})
     for who in ("champion", "challenger"):
         for k, v in (decision.get(who) or {}).items():
             meta[f"{who}_{k}"] = v
