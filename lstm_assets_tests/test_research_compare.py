@@ -357,6 +357,18 @@ def test_family_per_symbol_lstm_in_comparison(signal6: dict[str, pd.DataFrame]) 
     assert np.isfinite(per["ic"]["mean"]) and set(per["ic_by_fold"]) == {1, 2}
 
 
+def test_family_per_symbol_linear_beside_pooled_linear(
+        signal6: dict[str, pd.DataFrame]) -> None:
+    spec = CompareSpec(families=("linear", "linear@symbol"), folds=2, n_resamples=50)
+    fams = _families(Comparison(signal6, TINY, spec).run()["runs"][0])
+    per, pooled = fams["linear@symbol"], fams["linear"]
+    assert per["kind"] == "model" and per["predictions"] == pooled["predictions"] > 1000
+    assert per["per_symbol"]["symbols"] == 6
+    # the same model fit on each symbol's few hundred rows alone: no better than pooled
+    per_acc = per["classification"]["accuracy"]["value"]
+    assert per_acc <= pooled["classification"]["accuracy"]["value"] + 0.02
+
+
 def test_comparison_of_few_symbols_is_refused_before_any_fit(
         frames4: dict[str, pd.DataFrame]) -> None:
     spec = CompareSpec(families=("hgb",), folds=2, n_resamples=20)

@@ -25,7 +25,8 @@ scaled on its own training rows, a symbol embedding of ``embedding`` dims), ``hg
 gradient boosting on the last day's features and two lags, pooled), ``linear`` (multinomial
 logistic regression on the last five days' features, pooled), ``ensemble`` (the mean of
 the other model families' probabilities), and ``lstm@symbol`` (today's per-symbol LSTM, one
-per symbol and fold: the per-symbol assets' model, for the pooled-vs-per-symbol question).
+per symbol and fold: the per-symbol assets' model, for the pooled-vs-per-symbol question) and
+``linear@symbol`` (the linear model fit on each symbol alone: the same question, cheaply).
 
 With ``tune_trials > 0`` each pooled family's settings are first chosen by a small search on the
 first fold's training and validation dates (:mod:`~lstm_assets.core.research.tuning`; never on
@@ -59,8 +60,9 @@ from lstm_assets.core.train import train_models
 
 POOLED = ("lstm", "gru", "alstm")
 PER_SYMBOL = "lstm@symbol"
+LINEAR_PER_SYMBOL = "linear@symbol"
 SHALLOW = ("hgb", "linear")
-FAMILIES = (*POOLED, *SHALLOW, "ensemble", PER_SYMBOL)
+FAMILIES = (*POOLED, *SHALLOW, "ensemble", PER_SYMBOL, LINEAR_PER_SYMBOL)
 DEFAULT_FAMILIES = ("lstm", "gru", "alstm", "hgb", "linear", "ensemble")
 QUICK_FAMILIES = ("lstm", "hgb", "linear")
 
@@ -196,6 +198,29 @@ def _fit_linear(pset: PanelSet, settings: Settings) -> np.ndarray:
                            fam.tree_features(X, va, lags), pset.y[va].astype(np.int64),
                            seed=settings.seed)
     return fam.predict_linear(model, fam.tree_features(X, te, lags))
+
+
+def _fit_linear_per_symbol(pset: PanelSet, settings: Settings) -> np.ndarray:
+    """``linear`` fit on each symbol's own rows of the fold (the per-symbol counterpart of the
+    pooled linear model: same features, same validation-chosen strength); a symbol with fewer
+    than 20 rows in a split gets no prediction."""
+    X = pset.X[:, :-1]
+    tr, va, te = (pset.end_rows(s) for s in ("train", "val", "test"))
+    lags = fam.LINEAR_LAGS
+    F = {name: fam.tree_features(X, rows, lags) for name, rows in
+         (("train", tr), ("val", va), ("test", te))}
+    owner = {name: pset.symbol_of_row[rows] for name, rows in
+             (("train", tr), ("val", va), ("test", te))}
+    out = np.full((len(te), 3), np.nan)
+    for j in np.unique(owner["test"]):
+        m = {name: owner[name] == j for name in owner}
+        if min(int(v.sum()) for v in m.values()) < 20:
+            continue
+        model = fam.fit_linear(F["train"][m["train"]], pset.y[tr][m["train"]].astype(np.int64),
+                               F["val"][m["val"]], pset.y[va][m["val"]].astype(np.int64),
+                               seed=settings.seed)
+        out[m["test"]] = fam.predict_linear(model, F["test"][m["test"]])
+    return out
 
 
 def _fit_per_symbol(pset: PanelSet, settings: Settings) -> np.ndarray:
@@ -360,6 +385,8 @@ class Comparison:
                 proba = _fit_trees(pset, self.pooled)
             elif family == "linear":
                 proba = _fit_linear(pset, self.pooled)
+            elif family == LINEAR_PER_SYMBOL:
+                proba = _fit_linear_per_symbol(pset, self.pooled)
             else:
                 seq = pooled_set(panel, fold, self.settings)
                 proba = _fit_per_symbol(seq, self.settings)
