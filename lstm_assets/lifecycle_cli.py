@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--raw-dir", default=cfg.raw_dir)
     p.add_argument("--warehouse-dir", default=cfg.warehouse_dir)
     p.add_argument("--truth-dir", default=cfg.truth_dir)
-    p.add_argument("--reason", default="promoted by hand (lstm-assets promote)")
+    p.add_argument("--reason", default="lstm-assets promote",
+                   help="why, recorded with the promotion")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="settings for the re-evaluation, e.g. bootstrap_samples=200")
     p.set_defaults(func=cmd_promote)
@@ -51,9 +52,10 @@ def versions_table(records: list[dict[str, Any]]) -> str:
     for r in records:
         decision = r.get("decision") or {}
         verdict = "promoted" if decision.get("promote") else "kept out"
-        if r.get("promotions"):  # promoted by hand since: that is its latest decision
+        if r.get("promotions"):  # promoted by hand since: its latest decision, then the first
             last = r["promotions"][-1]
-            decision = {"reason": f"{last['reason']} ({str(last['at'])[:19]})"}
+            decision = {"reason": f"{last['reason']}, {str(last['at'])[:19]}; after training: "
+                        f"{verdict}: {decision.get('reason', '')}"}
             verdict = "promoted by hand"
         lines.append(
             f"| {r['version']} | {str(r.get('created_at', ''))[:19]} | {r.get('init', '')} | "
@@ -95,10 +97,10 @@ def _record_in_dagster(args: argparse.Namespace, sym: str, record: dict[str, Any
     try:
         import dagster as dg
 
-        from lstm_assets.defs.assets import report_metadata
+        from lstm_assets.defs.assets import model_checks, report_metadata
         from lstm_assets.defs.ranges import to_metadata
         from lstm_assets.defs.resources import PathsResource
-        from lstm_assets.instance import ensure_dagster_home
+        from lstm_assets.instance import ensure_dagster_home, sync_partitions
 
         ensure_dagster_home()
         paths = PathsResource(raw_dir=args.raw_dir, warehouse_dir=args.warehouse_dir,
@@ -110,11 +112,20 @@ def _record_in_dagster(args: argparse.Namespace, sym: str, record: dict[str, Any
             **{f"new_{k}": v for k, v in (record.get("scores") or {}).items()},
             "path": str(paths.layout().warehouse.model(sym))})
         with dg.DagsterInstance.get() as instance:
+            sync_partitions(instance, [sym])
             instance.report_runless_asset_event(dg.AssetMaterialization(
                 "lstm_model", partition=sym, metadata=model_meta))
             instance.report_runless_asset_event(dg.AssetMaterialization(
                 "evaluation_report", partition=sym, metadata=report_metadata(paths)(sym, rep)))
-        return "recorded in the Dagster instance (lstm_model, evaluation_report)"
+            for check in model_checks(paths):  # the model's checks, on the promoted model
+                res = check.evaluate(sym, {})
+                instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey(check.asset), check_name=check.name,
+                    passed=bool(res["passed"]), partition=sym,
+                    description=res.get("description"),
+                    metadata=to_metadata(res.get("metadata") or {}),
+                    severity=check.severity))
+        return "recorded in the Dagster instance (lstm_model, evaluation_report, their checks)"
     except Exception as e:  # noqa: BLE001 - the files are the truth; the UI record is extra
         return f"not recorded in Dagster ({type(e).__name__}: {e})"
 

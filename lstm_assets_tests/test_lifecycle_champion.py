@@ -176,3 +176,42 @@ def test_champion_warm_start_keeps_its_start_when_training_only_hurts(raw: Path,
     assert res.best_epoch == 0 and res.epochs_run >= 2
     assert all(torch.equal(res.state[k], state[k]) for k in state)
     assert res.best_val_loss == pytest.approx(start["best_val_loss"], rel=1e-5)
+    # a warm start can begin where the previous fit's schedule ended
+    slow = fit(seq, S, init_state=state, max_epochs=1, init_lr=1e-5)
+    assert slow.history[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_champion_promote_is_recorded_in_the_dagster_instance(
+        raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the project's instance: the promoted model, its full report metadata and the model
+    checks are recorded for the UI; `models` shows the hand promotion beside the decision."""
+    import dagster as dg
+
+    from lstm_assets.cli import main
+    from lstm_assets.instance import ensure_dagster_home
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    ensure_dagster_home()
+    layout = _layout(raw, tmp_path)
+    wh = layout.warehouse
+    stages.run_train(layout, "SYN001", S, now=T0)
+    kept_out = _train_from(layout, _sabotaged(layout), T0 + timedelta(days=1))["version"]
+    d = ["--warehouse-dir", str(wh.base)]
+    assert main(["promote", "SYN001", kept_out.upper(), *d, "--raw-dir", str(raw)]) == 0
+    assert "recorded in the Dagster instance" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        ev = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report"))
+        assert ev is not None
+        md = ev.asset_materialization.metadata
+        assert md["model_version"].value == kept_out and "report" in md
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("evaluation_report"), "beats_majority_baseline"),
+             dg.AssetCheckKey(dg.AssetKey("lstm_model"), "model_fresh")])
+        assert len(checks) == 2
+    assert main(["models", "SYN001", *d]) == 0
+    out = capsys.readouterr().out
+    assert "promoted by hand" in out and "after training: kept out" in out
+    rep = stages.run_evaluate(layout, "SYN001", S)
+    assert rep["promotions"] and rep["model_version"] == kept_out
+    assert "served by hand since" in (wh.base / "evaluation_report" / "SYN001.md").read_text()

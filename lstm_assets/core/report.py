@@ -178,6 +178,41 @@ def _expected_note(baselines: dict[str, Any]) -> list[str]:
             "scored, so no luck enters them.", ""]
 
 
+def _retrain_lines(rep: dict[str, Any]) -> list[str]:
+    """How this model came to serve: its retrain, the promotion decision (or a promotion by
+    hand), and a newer challenger kept out."""
+    lines: list[str] = []
+    r = rep.get("retrain") or {}
+    if r:
+        lines.append(f"Retrain: {r.get('init', 'cold')} start ({r.get('reason', '')}).")
+        comp = r.get("comparison") or {}
+        if comp:
+            p, n, prev = comp["previous"], comp["new"], r.get("previous") or {}
+            lines.append(
+                f"On this test split the previous model ({prev.get('init', 'cold')}, trained "
+                f"{(prev.get('trained_at') or '?')[:10]}) scored {_pct(p.get('test_accuracy'))} "
+                f"accuracy, log loss {p.get('test_log_loss', float('nan')):.3f}; this "
+                f"{r.get('init', 'cold')} retrain {_pct(n.get('test_accuracy'))}, "
+                f"{n.get('test_log_loss', float('nan')):.3f}.")
+        promo = r.get("promotion") or {}
+        by_hand = rep.get("promotions") or []
+        if by_hand:
+            last = by_hand[-1]
+            lines.append(f"Promotion: served by hand since {str(last['at'])[:19]} "
+                         f"({last['reason']}); after training it was "
+                         f"{'served' if promo.get('promote') else 'kept out'}: "
+                         f"{promo.get('reason', '')}.")
+        elif promo:
+            lines.append(f"Promotion: {'served' if promo.get('promote') else 'not served'} — "
+                         f"{promo.get('reason', '')}.")
+    kept_out = rep.get("latest_challenger")
+    if kept_out:
+        lines.append(f"Latest retrain: challenger {kept_out['version']} ({kept_out.get('init')}, "
+                     f"{str(kept_out.get('created_at'))[:19]}) kept out, this model serves on: "
+                     f"{kept_out.get('reason')}.")
+    return lines
+
+
 def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") -> str:
     m, b = rep["model"], rep["baselines"]
     lines = [
@@ -256,27 +291,7 @@ def markdown(rep: dict[str, Any], png: bytes | None = None, png_name: str = "") 
             lines.append(f"Input features in use: {t.get('features_used')} of "
                          f"{t.get('features_total') or '?'}; largest weights: "
                          f"{', '.join(t['top_features'])}.")
-    r = rep.get("retrain") or {}
-    if r:
-        lines.append(f"Retrain: {r.get('init', 'cold')} start ({r.get('reason', '')}).")
-        comp = r.get("comparison") or {}
-        if comp:
-            p, n, prev = comp["previous"], comp["new"], r.get("previous") or {}
-            lines.append(
-                f"On this test split the previous model ({prev.get('init', 'cold')}, trained "
-                f"{(prev.get('trained_at') or '?')[:10]}) scored {_pct(p.get('test_accuracy'))} "
-                f"accuracy, log loss {p.get('test_log_loss', float('nan')):.3f}; this "
-                f"{r.get('init', 'cold')} retrain {_pct(n.get('test_accuracy'))}, "
-                f"{n.get('test_log_loss', float('nan')):.3f}.")
-        promo = r.get("promotion") or {}
-        if promo:
-            lines.append(f"Promotion: {'served' if promo.get('promote') else 'not served'} — "
-                         f"{promo.get('reason', '')}.")
-    kept_out = rep.get("latest_challenger")
-    if kept_out:
-        lines.append(f"Latest retrain: challenger {kept_out['version']} ({kept_out.get('init')}, "
-                     f"{str(kept_out.get('created_at'))[:19]}) kept out, this model serves on: "
-                     f"{kept_out.get('reason')}.")
+    lines += _retrain_lines(rep)
     lines += _threshold_lines(rep.get("threshold"))
     lines += _data_adjustments_lines(rep)
     if png is not None:

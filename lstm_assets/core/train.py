@@ -318,6 +318,16 @@ class _Loop:
         self.trainee.keep(keep)
         self.done = self.done[keep]
 
+    def start_lrs(self, lrs: list[float | None] | None) -> None:
+        """Start each model at its own learning rate (not on a resumed run: it has its own)."""
+        if not lrs or self.progress.epoch >= 0:
+            return
+        prog = self.progress
+        for j, lr in enumerate(lrs):
+            if lr is not None and lr > 0:
+                prog.lrs[j] = float(lr)
+        self.trainee.set_lrs([prog.lrs[j] for j in prog.alive])
+
     def score_start(self) -> None:
         """A warm start's own weights are its first candidate (epoch 0): a fit that only gets
         worse on validation returns the weights it started from, never worse ones."""
@@ -398,6 +408,7 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
                  init_states: list[State | None] | None = None, max_epochs: int | None = None,
                  on_epoch: Callable[[dict[str, float]], None] | None = None,
                  autocast: bool | None = None, fused: bool | None = None, compact: bool = True,
+                 init_lrs: list[float | None] | None = None,
                  checkpoint: AnyPath | None = None, fingerprint: str = "",
                  checkpoint_every: float = 0.0, save_finished: bool = True,
                  make_net: Callable[[int, Settings], nn.Module] | None = None
@@ -407,7 +418,9 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
     ``stacked``: the models train together as one stacked module
     (:class:`~lstm_assets.core.trainees.StackedLSTMs`; the sets must share their feature count
     and lookback); otherwise exactly one set, with :class:`~lstm_assets.core.trainees.OneNet`.
-    ``init_states``: starting weights per model (warm start), None = drawn from the seed.
+    ``init_states``: starting weights per model (warm start), None = drawn from the seed;
+    ``init_lrs``: each model's starting learning rate (None: ``learning_rate``), e.g. where
+    the previous fit's schedule had brought it.
     ``autocast``: bf16 autocast; None = on for CUDA, off on CPU. ``compact``: a model that stops
     early leaves the stack (the results are the same either way; the arithmetic follows the
     models still training). ``on_epoch`` gets ``{"epoch", "seconds", "symbols", "stacked",
@@ -437,6 +450,7 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
                  max_epochs if max_epochs is not None else settings.max_epochs,
                  checkpoint, fingerprint, checkpoint_every, save_finished)
     loop.resume()
+    loop.start_lrs(init_lrs)
     if all(i is not None for i in inits):
         loop.score_start()
     loop.run(on_epoch, compact)
@@ -450,12 +464,12 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
 def fit(seq: SequenceSet, settings: Settings, *, checkpoint: AnyPath | None = None,
         fingerprint: str = "", init_state: State | None = None, max_epochs: int | None = None,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
-        autocast: bool | None = None) -> TrainResult:
+        autocast: bool | None = None, init_lr: float | None = None) -> TrainResult:
     """Train one symbol's model (:func:`train_models` with one set), checkpointing after every
     epoch when ``checkpoint`` is given."""
     return train_models([seq], settings, init_states=[init_state], max_epochs=max_epochs,
                         on_epoch=on_epoch, autocast=autocast, checkpoint=checkpoint,
-                        fingerprint=fingerprint)[0]
+                        fingerprint=fingerprint, init_lrs=[init_lr])[0]
 
 
 def bytes_per_symbol(seq: SequenceSet, settings: Settings) -> int:
@@ -511,6 +525,7 @@ def _groups(seqs: list[SequenceSet], settings: Settings,
 def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | None = None,
              max_epochs: int | None = None, autocast: bool | None = None,
              init_states: list[State | None] | None = None,
+             init_lrs: list[float | None] | None = None,
              on_epoch: Callable[[dict[str, float]], None] | None = None,
              compact: bool = True, fused: bool | None = None,
              checkpoint: Callable[[str], AnyPath] | None = None,
@@ -544,7 +559,8 @@ def fit_many(seqs: list[SequenceSet], settings: Settings, *, group_size: int | N
         trained = train_models(
             [seqs[i] for i in group], settings, stacked=True, max_epochs=max_epochs,
             init_states=[init_states[i] if init_states else None for i in group],
-            on_epoch=on_epoch, autocast=autocast, fused=fused, compact=compact, checkpoint=ck,
+            init_lrs=[init_lrs[i] if init_lrs else None for i in group], on_epoch=on_epoch,
+            autocast=autocast, fused=fused, compact=compact, checkpoint=ck,
             fingerprint=key, save_finished=n < len(groups),
             checkpoint_every=CHECKPOINT_EVERY_S if checkpoint_every is None
             else checkpoint_every)

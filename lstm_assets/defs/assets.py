@@ -77,9 +77,12 @@ def _checks_data(paths: PathsResource, settings: LstmSettings) -> dict[str, Chec
         "input_drift": Check(
             "input_drift", "sequence_tensors",
             lambda sym, meta: stages.check_drift(paths.layout(), sym, s),
-            f"Warns when a feature's last drift_window ({s.drift_window}) rows or the label "
-            f"mix drifted from the train rows (PSI > drift_threshold ({s.drift_threshold}) and "
-            "a KS / chi-square test beyond chance); metadata lists the drifted features.",
+            f"Warns when a feature the serving model uses (or the label mix) drifted: its last "
+            f"drift_window ({s.drift_window}) rows against the train rows, PSI above "
+            f"drift_threshold ({s.drift_threshold}) and above what a train window shows, and a "
+            "KS / chi-square test beyond chance. Metadata: the drifted features, their PSI and "
+            "their share of the model's input weights (before a model exists, every feature "
+            "counts).",
             severity=dg.AssetCheckSeverity.WARN),
     }
 
@@ -104,6 +107,11 @@ def _model_fresh(paths: PathsResource, settings: LstmSettings) -> Check:
                  f"Warns when the serving model was trained more than model_max_age_days "
                  f"({s.model_max_age_days}) ago: the symbol is stale.",
                  severity=dg.AssetCheckSeverity.WARN)
+
+
+def model_checks(paths: PathsResource, settings: LstmSettings | None = None) -> list[Check]:
+    """The checks of the model step (``lstm-assets promote`` re-evaluates them too)."""
+    return [_beats_majority(paths), _model_fresh(paths, settings or LstmSettings())]
 
 
 # Specs only need names; the evaluate functions are bound to the resources at run time.

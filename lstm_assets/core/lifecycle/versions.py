@@ -111,7 +111,10 @@ def promote(wh: Warehouse, symbol: str, version: str, reason: str) -> dict[str, 
     """Make a kept version the serving model (its bytes, unchanged); returns its record."""
     src = version_path(wh, symbol, version)
     if not exists(src):
-        known = ", ".join(r["version"] for r in list_versions(wh, symbol)) or "none"
+        known = ", ".join(r["version"] for r in list_versions(wh, symbol))
+        if not known:
+            raise FileNotFoundError(f"{symbol} has no kept model versions in {wh.base}: an "
+                                    "unknown symbol, or none trained there yet")
         raise FileNotFoundError(f"{symbol} has no model version {version} (kept: {known})")
     blob = read_bytes(src)
     if content_version(blob) != version:

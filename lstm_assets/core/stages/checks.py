@@ -154,6 +154,8 @@ def check_drift(layout: Layout, symbol: str, settings: Settings) -> dict[str, An
                      f"{shares(mix['recent'])} vs train {shares(mix['train'])}")
     if unused:
         parts.append(f"{len(unused)} more drifted but the model does not use them")
+    if weights is None and parts:
+        parts.append("no serving model yet: every feature counts")
     return {
         "passed": not (used or mix["drifted"]),
         "description": (f"{symbol}: " + "; ".join(parts)) if parts else
@@ -162,8 +164,8 @@ def check_drift(layout: Layout, symbol: str, settings: Settings) -> dict[str, An
                      "recent_from": rep["recent_from"], "recent_to": rep["recent_to"],
                      "drifted_features": psi, "drifted_count": len(used),
                      "drifted_unused_by_model": unused,
-                     "drifted_weight_share": None if weights is None
-                     else round(sum(weights[f] for f in used), 4),
+                     "drifted_weight_share": "no serving model yet" if weights is None
+                     else f"{sum(weights[f] for f in used):.1%}",
                      "max_psi": round(rep["max_psi"], 4), "label_mix_drifted": mix["drifted"],
                      "label_mix_psi": round(mix["psi"], 4),
                      "label_mix_recent": mix["recent"], "label_mix_train": mix["train"],

@@ -24,12 +24,29 @@ from lstm_assets.core.walkforward import walk_forward
 log = logging.getLogger(__name__)
 
 
-def abstain_threshold(model: LoadedModel, seq: SequenceSet, test_proba: np.ndarray,
-                      settings: Settings) -> dict[str, Any]:
+def model_inputs(model: LoadedModel, seq: SequenceSet, frame: pd.DataFrame) -> np.ndarray:
+    """The matrix the model scores: the sequence set's when the model was fit on it (same
+    features and scaler), else the clean frame scaled with the model's own scaler (a serving
+    model kept after the data moved its splits, or promoted by hand)."""
+    cfg = model.config
+    same = (cfg["features"] == seq.features
+            and np.array_equal(np.asarray(cfg["scaler"]["mean"]), seq.mean)
+            and np.array_equal(np.asarray(cfg["scaler"]["scale"]), seq.scale))
+    if same:
+        return seq.X
+    missing = [f for f in cfg["features"] if f not in frame.columns]
+    if missing or len(frame) != len(seq.X):
+        raise ValueError(f"the serving model does not fit this data ({len(missing)} of its "
+                         f"features missing, e.g. {missing[:3]}): retrain it")
+    return model.scale(frame)
+
+
+def abstain_threshold(model: LoadedModel, seq: SequenceSet, X: np.ndarray,
+                      test_proba: np.ndarray, settings: Settings) -> dict[str, Any]:
     """The ABSTAIN threshold chosen on the validation split (coverage against accuracy), and
     the test split's figures at that point."""
     va, te = seq.end_rows("val"), seq.end_rows("test")
-    chosen = choose_threshold(model.predict_proba(seq.X, va), seq.y[va].astype(np.int64),
+    chosen = choose_threshold(model.predict_proba(X, va), seq.y[va].astype(np.int64),
                               min_coverage=settings.threshold_min_coverage)
     chosen["test"] = apply_threshold(test_proba, seq.y[te].astype(np.int64),
                                      chosen["threshold"])
@@ -41,10 +58,19 @@ def _kept_out(layout: Layout, symbol: str, serving: str) -> dict[str, Any] | Non
     """The newest model version when it is a challenger kept out (not the serving one)."""
     kept = list_versions(layout.warehouse, symbol)
     last = kept[-1] if kept else None
-    if last is None or last["version"] == serving or (last.get("decision") or {}).get("promote"):
+    if (last is None or last["version"] == serving or last.get("promotions")
+            or (last.get("decision") or {}).get("promote")):
         return None
     return {"version": last["version"], "created_at": last.get("created_at"),
             "init": last.get("init"), "reason": (last.get("decision") or {}).get("reason")}
+
+
+def _promotions(layout: Layout, symbol: str, version: str) -> list[dict[str, Any]]:
+    """The hand promotions of the serving version (``lstm-assets promote``), oldest first."""
+    for rec in list_versions(layout.warehouse, symbol):
+        if rec["version"] == version:
+            return list(rec.get("promotions") or [])
+    return []
 
 
 def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
@@ -52,12 +78,14 @@ def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, A
     frame = read_clean(layout, symbol)
     model = LoadedModel.load(layout.warehouse.model(symbol))
     te = seq.end_rows("test")
-    proba = model.predict_proba(seq.X, te)
+    X = model_inputs(model, seq, frame)
+    proba = model.predict_proba(X, te)
     rep = evaluate(seq, frame, proba, settings, load_truth(layout.truth_dir, symbol))
     rep["symbol"] = symbol
     rep["model_version"] = model.version
     rep["latest_challenger"] = _kept_out(layout, symbol, model.version)
-    rep["threshold"] = abstain_threshold(model, seq, proba, settings)
+    rep["promotions"] = _promotions(layout, symbol, model.version)
+    rep["threshold"] = abstain_threshold(model, seq, X, proba, settings)
     # the splits adjusted and the price jumps found when the clean frame was made (run_clean);
     # None for a clean frame written without them
     rep["data_adjustments"] = parquet_metadata(
@@ -89,4 +117,5 @@ def reload_and_predict(layout: Layout, symbol: str) -> np.ndarray:
     """Test-split probabilities from the saved model alone (used to check reproducibility)."""
     seq = read_sequences(layout, symbol)
     model = LoadedModel.load(layout.warehouse.model(symbol))
-    return model.predict_proba(seq.X, seq.end_rows("test"))
+    X = model_inputs(model, seq, read_clean(layout, symbol))
+    return model.predict_proba(X, seq.end_rows("test"))

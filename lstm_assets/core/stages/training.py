@@ -228,6 +228,8 @@ class _TrainJob:
     prev_model: LoadedModel | None = None
     init_state: dict[str, Any] | None = None
     max_epochs: int | None = None
+    init_lr: float | None = None
+    """A warm start's first learning rate: where the previous fit's schedule ended."""
     skipped: dict[str, Any] | None = None
     """The metadata to return when the plan is to skip (nothing to train)."""
 
@@ -274,6 +276,8 @@ def _prepare_train(layout: Layout, symbol: str, settings: Settings,
                           for k, v in job.prev_model.net.state_dict().items()}
         if job.max_epochs is None:
             job.max_epochs = min(settings.warm_epochs, settings.max_epochs)
+        history = (job.prev_model.config.get("training") or {}).get("history") or []
+        job.init_lr = history[-1].get("lr") if history else None
     log.info("[%s] %s fit: %s", symbol, job.plan.init, job.plan.reason)
     return job
 
@@ -415,7 +419,8 @@ def run_train(layout: Layout, symbol: str, settings: Settings,
         return job.skipped
     ck = layout.warehouse.checkpoint(symbol)
     res = fit(job.seq, settings, checkpoint=ck, fingerprint=f"{job.fingerprint}:{job.plan.init}",
-              on_epoch=on_epoch, init_state=job.init_state, max_epochs=job.max_epochs)
+              on_epoch=on_epoch, init_state=job.init_state, max_epochs=job.max_epochs,
+              init_lr=job.init_lr)
     return _finish_train(layout, settings, job, res)
 
 
@@ -465,7 +470,8 @@ def run_train_many(layout: Layout, symbols: list[str], settings: Settings, *,
             trained = fit_many([j.seq for j in group], settings,
                                group_size=settings.stack_symbols or None,
                                max_epochs=group[0].max_epochs,
-                               init_states=[j.init_state for j in group], on_epoch=on_epoch,
+                               init_states=[j.init_state for j in group],
+                               init_lrs=[j.init_lr for j in group], on_epoch=on_epoch,
                                checkpoint=layout.warehouse.group_checkpoint,
                                fingerprints=[f"{j.fingerprint}:{j.plan.init}" for j in group])
         except Exception as e:  # noqa: BLE001 - the caller trains these one at a time
