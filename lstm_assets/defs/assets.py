@@ -383,9 +383,9 @@ def pooled_model(context: dg.AssetExecutionContext, config: PooledModelConfig,
                  paths: PathsResource, settings: LstmSettings) -> dg.MaterializeResult:
     """One network over every symbol with a clean frame (each symbol scaled on its own training
     rows, a symbol embedding), early-stopped on the last validation block of dates; it serves
-    ``latest_signals`` when ``signal_source=pooled``. Materialized on demand. Its validation
-    figures are optimistic (the block also chose the epoch): ``model_comparison`` judges the
-    families fairly, over walk-forward folds."""
+    ``latest_signals`` when ``signal_source=pooled`` (rerun ``latest_signals`` after it).
+    Materialized on demand. Its validation figures are optimistic (the block also chose the
+    epoch): ``model_comparison`` judges the families fairly, over walk-forward folds."""
     s = settings.to_core()
     family = config.family or s.pooled_family
 
@@ -406,8 +406,10 @@ def pooled_model(context: dg.AssetExecutionContext, config: PooledModelConfig,
     }))
 
 
-@dg.asset(group_name="signals", deps=["lstm_model", "clean_frames", "pooled_model"],
-          kinds={"parquet"}, automation_condition=AFTER_SYMBOL_UPDATES)
+# not a dependency of pooled_model: it is materialized on demand, and a never-materialized
+# upstream asset makes the UI ask before every run of the signals
+@dg.asset(group_name="signals", deps=["lstm_model", "clean_frames"], kinds={"parquet"},
+          automation_condition=AFTER_SYMBOL_UPDATES)
 def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
                    settings: LstmSettings) -> dg.MaterializeResult:
     """Next-day class and probabilities per symbol from its serving model (or the pooled model,
