@@ -430,11 +430,20 @@ def latest_signals(context: dg.AssetExecutionContext, paths: PathsResource,
         **to_metadata({
             "counts": table.counts(),
             "errors": table.errors,
-            "min_confidence": s.signal_min_confidence,
+            "abstain_thresholds": _threshold_range(table.frame),
             "as_of": sorted(set(table.frame["as_of"].astype(str))),
             "path": wh.signals(),
         }),
     })
+
+
+def _threshold_range(frame: Any) -> str | None:
+    """The ABSTAIN thresholds the signals used, as a range of percentages."""
+    th = frame["threshold"].dropna() if len(frame) else frame.get("threshold", [])
+    if len(th) == 0:
+        return None
+    lo, hi = float(th.min()), float(th.max())
+    return f"{lo:.0%}" if lo == hi else f"{lo:.0%} .. {hi:.0%}"
 
 
 def _promise_text(card: dict[str, Any]) -> str:
