@@ -11,6 +11,7 @@ Screenshots land in the test's tmp folder (their paths are printed).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -30,6 +31,22 @@ SYMBOL = "SYN001"
 def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
     with shared_server(tmp_path_factory.mktemp("dagster_dev")) as server:
         yield server
+
+
+@contextlib.contextmanager
+def _page() -> Iterator[Any]:
+    """A page of headless Debian Chromium (1600 x 1000, 90 s timeouts), closed after use."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+            page.set_default_timeout(90_000)
+            yield page
+        finally:
+            browser.close()
 
 
 def _dismiss_welcome(page: object) -> None:
@@ -96,55 +113,46 @@ def _check_report_page(page: Any, url: str, shots: Path) -> None:
 
 def test_browser_materialize_one_symbol_through_the_ui(dagster_dev: DagsterDev,
                                                        tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     assert Path(CHROMIUM).exists(), "Debian chromium is needed (apt-get install chromium)"
     server = dagster_dev
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True)
-        try:
-            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
-            page.set_default_timeout(90_000)
+    with _page() as page:
 
-            # the asset graph: global lineage (groups), then the data group's assets
-            page.goto(f"{server.url}/asset-groups")
-            page.get_by_text("Global asset lineage").wait_for()
-            page.get_by_text("signals", exact=True).first.wait_for()
-            page.wait_for_timeout(1500)
-            _dismiss_welcome(page)
-            page.screenshot(path=shots / "1_asset_lineage.png")
-            page.goto(f"{server.url}/locations/lstm_assets/asset-groups/data")
-            page.get_by_text("sequence_tensors").first.wait_for()
-            page.get_by_text("latest_signals").first.wait_for()
-            page.wait_for_timeout(1500)
-            _dismiss_welcome(page)
-            page.screenshot(path=shots / "2_data_assets.png")
+        # the asset graph: global lineage (groups), then the data group's assets
+        page.goto(f"{server.url}/asset-groups")
+        page.get_by_text("Global asset lineage").wait_for()
+        page.get_by_text("signals", exact=True).first.wait_for()
+        page.wait_for_timeout(1500)
+        _dismiss_welcome(page)
+        page.screenshot(path=shots / "1_asset_lineage.png")
+        page.goto(f"{server.url}/locations/lstm_assets/asset-groups/data")
+        page.get_by_text("sequence_tensors").first.wait_for()
+        page.get_by_text("latest_signals").first.wait_for()
+        page.wait_for_timeout(1500)
+        _dismiss_welcome(page)
+        page.screenshot(path=shots / "2_data_assets.png")
 
-            # the per-symbol chain's graph, and a materialization of one symbol
-            _materialize_all(page, server.url, "symbol_chain_job")
-            dialog = page.get_by_role("dialog")
-            dialog.get_by_text("Select a partition or create one").click()
-            page.get_by_role("menuitem", name=re.compile(f"^{SYMBOL}")).click()
-            page.keyboard.press("Escape")  # close the partition menu, not the dialog
-            page.screenshot(path=shots / "3_launch_dialog.png")
-            t0 = time.time()
-            dialog.get_by_role("button", name="Launch 1 run").click()
-            run_id = _follow_launched_run(page, server)
-            took = time.time() - t0
-            page.wait_for_timeout(1000)
-            page.screenshot(path=shots / "4_run_success.png")
-            page.goto(f"{server.url}/locations/lstm_assets/asset-groups/data")
-            page.get_by_text("sequence_tensors").first.wait_for()
-            page.wait_for_timeout(2000)
-            page.screenshot(path=shots / "5_data_assets_after.png")
+        # the per-symbol chain's graph, and a materialization of one symbol
+        _materialize_all(page, server.url, "symbol_chain_job")
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Select a partition or create one").click()
+        page.get_by_role("menuitem", name=re.compile(f"^{SYMBOL}")).click()
+        page.keyboard.press("Escape")  # close the partition menu, not the dialog
+        page.screenshot(path=shots / "3_launch_dialog.png")
+        t0 = time.time()
+        dialog.get_by_role("button", name="Launch 1 run").click()
+        run_id = _follow_launched_run(page, server)
+        took = time.time() - t0
+        page.wait_for_timeout(1000)
+        page.screenshot(path=shots / "4_run_success.png")
+        page.goto(f"{server.url}/locations/lstm_assets/asset-groups/data")
+        page.get_by_text("sequence_tensors").first.wait_for()
+        page.wait_for_timeout(2000)
+        page.screenshot(path=shots / "5_data_assets_after.png")
 
-            # the report of the partition just materialized, as the UI shows it
-            _check_report_page(page, server.url, shots)
-        finally:
-            browser.close()
+        # the report of the partition just materialized, as the UI shows it
+        _check_report_page(page, server.url, shots)
     print(f"UI run {run_id} succeeded in {took:.0f} s; screenshots in {shots}")
 
     with server.instance() as instance:
@@ -163,40 +171,31 @@ def test_browser_scorecard_of_signal_outcomes(dagster_dev: DagsterDev, tmp_path:
     """After a symbol's chain (the test above): launch ``signals_job`` from its page, then open
     ``signal_outcomes``: the scorecard figures, the Markdown table beside the promised test
     accuracy, and its check."""
-    from playwright.sync_api import sync_playwright
-
     server = dagster_dev
     with server.instance() as instance:
         done = instance.get_materialized_partitions(dg.AssetKey("lstm_model"))
     assert SYMBOL in done, "run after test_browser_materialize_one_symbol_through_the_ui"
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True)
-        try:
-            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
-            page.set_default_timeout(90_000)
-            _materialize_all(page, server.url, "signals_job")  # unpartitioned: launches
-            run_id = _follow_launched_run(page, server)
+    with _page() as page:
+        _materialize_all(page, server.url, "signals_job")  # unpartitioned: launches
+        run_id = _follow_launched_run(page, server)
 
-            page.goto(f"{server.url}/assets/signal_outcomes?view=events")
-            page.get_by_text("scorecard", exact=True).first.wait_for()
-            _dismiss_welcome(page)
-            for key in ("live_accuracy", "promised_test_accuracy", "pending"):
-                page.get_by_text(key, exact=True).first.wait_for()  # metadata rows
-            # the scorecard's Markdown table, rendered inline in the metadata
-            for column in ("live accuracy", "promised", "hit rate (acted)", "P&L bps/signal"):
-                page.get_by_role("columnheader", name=column, exact=True).first.wait_for()
-            page.get_by_role("cell", name=SYMBOL, exact=True).first.wait_for()
-            page.get_by_text(re.compile(r"^\d+\.\d%$")).first.wait_for()  # the promise
-            page.screenshot(path=shots / "9_scorecard.png")
-            page.goto(f"{server.url}/assets/signal_outcomes?view=checks")
-            page.get_by_text("live_accuracy_vs_test").first.wait_for()
-            page.wait_for_timeout(1000)
-            page.screenshot(path=shots / "10_scorecard_check.png")
-        finally:
-            browser.close()
+        page.goto(f"{server.url}/assets/signal_outcomes?view=events")
+        page.get_by_text("scorecard", exact=True).first.wait_for()
+        _dismiss_welcome(page)
+        for key in ("live_accuracy", "promised_test_accuracy", "pending"):
+            page.get_by_text(key, exact=True).first.wait_for()  # metadata rows
+        # the scorecard's Markdown table, rendered inline in the metadata
+        for column in ("live accuracy", "promised", "hit rate (acted)", "P&L bps/signal"):
+            page.get_by_role("columnheader", name=column, exact=True).first.wait_for()
+        page.get_by_role("cell", name=SYMBOL, exact=True).first.wait_for()
+        page.get_by_text(re.compile(r"^\d+\.\d%$")).first.wait_for()  # the promise
+        page.screenshot(path=shots / "9_scorecard.png")
+        page.goto(f"{server.url}/assets/signal_outcomes?view=checks")
+        page.get_by_text("live_accuracy_vs_test").first.wait_for()
+        page.wait_for_timeout(1000)
+        page.screenshot(path=shots / "10_scorecard_check.png")
     with server.instance() as instance:
         run = instance.get_run_by_id(run_id)
         assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS

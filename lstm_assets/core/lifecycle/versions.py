@@ -82,28 +82,30 @@ def save_version(wh: Warehouse, symbol: str, blob: bytes, record: dict[str, Any]
     return version
 
 
-def update_record(wh: Warehouse, symbol: str, version: str, **fields: Any) -> None:
-    path = version_path(wh, symbol, version, ".json")
-    write_json(path, {**read_json(path), **fields})
-
-
-def list_versions(wh: Warehouse, symbol: str) -> list[dict[str, Any]]:
-    """Every kept version's record, oldest first, with ``serving`` set on the serving one."""
+def _records(wh: Warehouse, symbol: str) -> list[dict[str, Any]]:
+    """Every kept version's record, oldest first."""
     folder = _folder(wh, symbol)
     if not exists(folder):
         return []
-    serving = serving_version(wh, symbol)
-    out = []
-    for path in folder.glob("*.json"):
-        rec = read_json(path)
-        rec["serving"] = rec.get("version") == serving
-        out.append(rec)
+    out = [read_json(path) for path in folder.glob("*.json")]
     return sorted(out, key=lambda r: (str(r.get("created_at")), str(r.get("version"))))
+
+
+def list_versions(wh: Warehouse, symbol: str, serving: str | None = None
+                  ) -> list[dict[str, Any]]:
+    """Every kept version's record, oldest first, with ``serving`` set on the serving one
+    (``serving``: its version when the caller knows it; else read from the serving file)."""
+    records = _records(wh, symbol)
+    if records and serving is None:
+        serving = serving_version(wh, symbol)
+    for rec in records:
+        rec["serving"] = rec.get("version") == serving
+    return records
 
 
 def find_version(wh: Warehouse, symbol: str, fingerprint: str) -> dict[str, Any] | None:
     """The newest kept version trained on these inputs and settings (None: there is none)."""
-    hits = [r for r in list_versions(wh, symbol) if r.get("fingerprint") == fingerprint]
+    hits = [r for r in _records(wh, symbol) if r.get("fingerprint") == fingerprint]
     return hits[-1] if hits else None
 
 
@@ -111,7 +113,7 @@ def promote(wh: Warehouse, symbol: str, version: str, reason: str) -> dict[str, 
     """Make a kept version the serving model (its bytes, unchanged); returns its record."""
     src = version_path(wh, symbol, version)
     if not exists(src):
-        known = ", ".join(r["version"] for r in list_versions(wh, symbol))
+        known = ", ".join(r["version"] for r in _records(wh, symbol))
         if not known:
             raise FileNotFoundError(f"{symbol} has no kept model versions in {wh.base}: an "
                                     "unknown symbol, or none trained there yet")
@@ -128,11 +130,12 @@ def promote(wh: Warehouse, symbol: str, version: str, reason: str) -> dict[str, 
     return record
 
 
-def prune(wh: Warehouse, symbol: str, keep: int) -> list[str]:
-    """Remove all but the newest ``keep`` versions (never the serving one); returns removed."""
+def prune(wh: Warehouse, symbol: str, keep: int, serving: str | None = None) -> list[str]:
+    """Remove all but the newest ``keep`` versions (never the serving one, ``serving`` when the
+    caller knows it); returns the removed versions."""
     if keep <= 0:
         return []
-    records = list_versions(wh, symbol)
+    records = list_versions(wh, symbol, serving)
     removable = [r for r in records if not r["serving"]]
     n_remove = max(0, len(records) - keep)
     removed = []

@@ -54,23 +54,20 @@ def abstain_threshold(model: LoadedModel, seq: SequenceSet, X: np.ndarray,
     return chosen
 
 
-def _kept_out(layout: Layout, symbol: str, serving: str) -> dict[str, Any] | None:
-    """The newest model version when it is a challenger kept out (not the serving one)."""
-    kept = list_versions(layout.warehouse, symbol)
+def _lifecycle(layout: Layout, symbol: str, serving: str) -> dict[str, Any]:
+    """From the kept versions (read once): ``latest_challenger``, the newest version when it is
+    a challenger kept out (never served, not the serving one), and ``promotions``, the hand
+    promotions of the serving version (``lstm-assets promote``), oldest first."""
+    kept = list_versions(layout.warehouse, symbol, serving)
     last = kept[-1] if kept else None
-    if (last is None or last["version"] == serving or last.get("promotions")
+    kept_out = None
+    if not (last is None or last["serving"] or last.get("promotions")
             or (last.get("decision") or {}).get("promote")):
-        return None
-    return {"version": last["version"], "created_at": last.get("created_at"),
-            "init": last.get("init"), "reason": (last.get("decision") or {}).get("reason")}
-
-
-def _promotions(layout: Layout, symbol: str, version: str) -> list[dict[str, Any]]:
-    """The hand promotions of the serving version (``lstm-assets promote``), oldest first."""
-    for rec in list_versions(layout.warehouse, symbol):
-        if rec["version"] == version:
-            return list(rec.get("promotions") or [])
-    return []
+        kept_out = {"version": last["version"], "created_at": last.get("created_at"),
+                    "init": last.get("init"),
+                    "reason": (last.get("decision") or {}).get("reason")}
+    promotions = next((list(r.get("promotions") or []) for r in kept if r["serving"]), [])
+    return {"latest_challenger": kept_out, "promotions": promotions}
 
 
 def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, Any]:
@@ -83,8 +80,7 @@ def run_evaluate(layout: Layout, symbol: str, settings: Settings) -> dict[str, A
     rep = evaluate(seq, frame, proba, settings, load_truth(layout.truth_dir, symbol))
     rep["symbol"] = symbol
     rep["model_version"] = model.version
-    rep["latest_challenger"] = _kept_out(layout, symbol, model.version)
-    rep["promotions"] = _promotions(layout, symbol, model.version)
+    rep.update(_lifecycle(layout, symbol, model.version))
     rep["threshold"] = abstain_threshold(model, seq, X, proba, settings)
     # the splits adjusted and the price jumps found when the clean frame was made (run_clean);
     # None for a clean frame written without them

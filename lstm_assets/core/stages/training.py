@@ -193,11 +193,9 @@ def split_metrics(net: Any, X: np.ndarray, seq: SequenceSet, lookback: int) -> d
         rows = seq.end_rows(split)
         if len(rows) == 0:
             continue
-        p = predict_proba(net, X, rows, lookback).astype(np.float64)
-        y = seq.y[rows].astype(np.int64)
-        out[f"{split}_accuracy"] = float((p.argmax(1) == y).mean())
-        p = np.clip(p, 1e-7, 1)
-        out[f"{split}_log_loss"] = float(-np.log(p[np.arange(len(y)), y] / p.sum(1)).mean())
+        loss, correct = _window_losses(net, X, seq.y, rows, lookback)
+        out[f"{split}_accuracy"] = float(correct.mean())
+        out[f"{split}_log_loss"] = float(loss.mean())
     return out
 
 
@@ -326,20 +324,22 @@ def _finish_train(layout: Layout, settings: Settings, job: _TrainJob,
         "created_at": now.isoformat(), "fingerprint": job.fingerprint,
         "init": plan.init, "trained_on": cfg["trained_on"], "settings": settings.as_dict(),
         "code_version": cfg["code_version"], "scores": new_scores, "decision": decision,
+        **({"promoted_at": now.isoformat()} if decision["promote"] else {}),
     })
     if decision["promote"]:
         write_model(out, blob, cfg)
-        versions.update_record(wh, job.symbol, version, promoted_at=now.isoformat())
+        serving = version
     else:  # the champion keeps serving: its files are not rewritten
         log.warning("[%s] model version %s not promoted: %s", job.symbol, version,
                     decision["reason"])
-    pruned = versions.prune(wh, job.symbol, settings.keep_model_versions)
+        serving = job.prev_model.version if job.prev_model is not None else None
+    pruned = versions.prune(wh, job.symbol, settings.keep_model_versions, serving)
     # the model is complete: a checkpoint of this (or an interrupted earlier) fit is not needed
     wh.checkpoint(job.symbol).unlink(missing_ok=True)
     # what serves first: a challenger kept out is described as such, with its own file
     meta: dict[str, Any] = {
         "promoted": decision["promote"], "promotion_reason": decision["reason"],
-        "serving_version": versions.serving_version(wh, job.symbol), "version": version,
+        "serving_version": serving, "version": version,
         "path": str(out if decision["promote"] else versions.version_path(wh, job.symbol,
                                                                          version))}
     meta.update(res.summary())
