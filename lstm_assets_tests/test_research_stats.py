@@ -3,6 +3,8 @@ simulated panels whose true values are known."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -12,6 +14,7 @@ from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from lstm_assets.core.research.stats import (
+    _stationary_long_run_var,
     benjamini_hochberg,
     daily_rank_ic,
     date_block_resamples,
@@ -110,6 +113,39 @@ def test_newey_west_se_hand_computed() -> None:
     assert se0 == pytest.approx(np.std(x[:5]) / np.sqrt(5), rel=1e-12)
 
 
+def _newey_west_reference(a: np.ndarray, lags: int) -> float:
+    """The Bartlett-kernel HAC se of the mean, written out (no small-sample correction)."""
+    n = a.size
+    u = a - a.mean()
+    var = u @ u / n
+    for j in range(1, lags + 1):
+        var += 2.0 * (1.0 - j / (lags + 1.0)) * (u[j:] @ u[:-j]) / n
+    return float(np.sqrt(var / n))
+
+
+def test_newey_west_se_matches_formula_on_ar1() -> None:
+    rng = np.random.default_rng(10)
+    n = 700
+    e = rng.standard_normal(n)
+    x = np.empty(n)
+    x[0] = e[0]
+    for t in range(1, n):  # AR(1), phi = 0.6: the autocovariances matter
+        x[t] = 0.6 * x[t - 1] + e[t]
+    default = int(np.floor(4 * (n / 100) ** (2 / 9)))
+    for lags, used in ((None, default), (0, 0), (3, 3), (60, 60), (10**6, n - 1)):
+        se, n_lags = newey_west_se(x, lags)
+        assert n_lags == used
+        assert se == pytest.approx(_newey_west_reference(x, used), rel=1e-12, abs=0)
+    with_gaps = np.r_[x[:300], np.nan, x[300:], np.inf]  # non-finite values are dropped
+    assert newey_west_se(with_gaps, 5)[0] == pytest.approx(_newey_west_reference(x, 5),
+                                                           rel=1e-12, abs=0)
+    se_short, lags_short = newey_west_se(np.array([1.0, np.nan]))
+    assert np.isnan(se_short) and lags_short == 0
+    assert newey_west_se(np.full(50, 0.3), 2)[0] == pytest.approx(0.0, abs=1e-15)
+    with pytest.raises(ValueError):
+        newey_west_se(x, -1)
+
+
 def test_min_detectable_ic() -> None:
     rng = np.random.default_rng(4)
     summary = ic_summary(rng.normal(0.01, 0.1, 500))
@@ -136,6 +172,12 @@ def test_date_block_resamples_are_circular_blocks() -> None:
     counts = np.bincount(idx.ravel(), minlength=n)
     assert counts.min() > 0.8 * counts.mean()  # every date equally likely (wrap-around)
     assert np.array_equal(idx, date_block_resamples(n, 400, block, seed=0))
+    assert not np.array_equal(idx, date_block_resamples(n, 400, block, seed=1))
+    # a block longer than the series: each resample is one rotation of all dates
+    long_block = date_block_resamples(4, 50, 10, seed=0)
+    assert all(np.array_equal(np.roll(r, r[0]), np.arange(4)) for r in long_block)
+    with pytest.raises(ValueError):
+        date_block_resamples(n, 10, 0, seed=0)
 
 
 def test_paired_test_false_positive_rate() -> None:
@@ -204,6 +246,8 @@ def test_pooled_statistics_speed_at_universe_scale() -> None:
     score = proba[:, 2] - proba[:, 0]
     ret = rng.standard_normal(y.size)
     symbols = np.tile(np.arange(n_names), n_dates)
+    import arch.bootstrap  # noqa: F401  # a one-off import (~1-2 s), not the statistics' cost
+
     start = time.perf_counter()
     pooled_classification(dates, y, proba, n_resamples=1000)
     ic = daily_rank_ic(dates, score, ret)
@@ -255,6 +299,78 @@ def test_spa_rejects_only_real_edge() -> None:
         m = rng.standard_normal((250, 8)) + np.r_[np.zeros(4), np.full(4, 0.3)]
         rejected += spa_test(b, m, n_resamples=300, seed=i)["p"] < 0.05
     assert rejected <= 5
+
+
+def test_spa_is_arch_spa_on_the_finite_dates() -> None:
+    from arch.bootstrap import SPA
+
+    rng = np.random.default_rng(11)
+    n, n_models = 300, 6
+    bench = rng.standard_normal(n)
+    models = rng.standard_normal((n, n_models)) + np.r_[0.2, 0.0, 0.0, 0.1, 0.3, -0.15]
+    bench[[3, 40]] = np.nan
+    models[7, 2] = np.inf
+    models[100, 0] = np.nan
+    ok = np.isfinite(bench) & np.isfinite(models).all(axis=1)
+    res = spa_test(bench, models, n_resamples=400, block=4, seed=3)
+    d = bench[ok, None] - models[ok]
+    # the long-run variance is arch's own estimator (SPA with nested=False)
+    raw = SPA(bench[ok], models[ok], block_size=4, reps=10, seed=3)
+    raw.compute()
+    omega2 = _stationary_long_run_var(d, 4)
+    np.testing.assert_allclose(omega2, raw._loss_diff_var, rtol=1e-10)
+    # and the test is arch's SPA on the studentized differences
+    z = d / np.sqrt(omega2)
+    direct = SPA(np.zeros(len(z)), -z, block_size=4, reps=400, bootstrap="stationary",
+                 studentize=True, nested=False, seed=3)
+    direct.compute()
+    improvement = d.mean(axis=0)
+    assert res == pytest.approx({
+        "p": direct.pvalues["consistent"],
+        "statistic": np.sqrt(len(z)) * z.mean(axis=0).max(),
+        "best_model": 5,
+        "best_mean_improvement": improvement.max(),
+        "n_models": n_models,
+        "n_dates": n - 4,
+    }, rel=1e-9, abs=0)
+    assert res["statistic"] > 0 and 0.0 < res["p"] < 1.0
+
+    # studentized: a small steady edge is found beside noisy models whose larger mean swings
+    # would dominate an unscaled maximum (arch's compute alone, same data, same resamples)
+    steady = 0.15 + 0.3 * rng.standard_normal(n)  # t about 8
+    noisy = 8.0 * rng.standard_normal((n, 5))
+    mix = np.column_stack([bench - steady, bench[:, None] - noisy])[ok]
+    assert spa_test(bench[ok], mix, n_resamples=400, block=4, seed=3)["p"] < 0.01
+    unscaled = SPA(bench[ok], mix, block_size=4, reps=400, seed=3)
+    unscaled.compute()
+    assert unscaled.pvalues["consistent"] > 0.05
+
+    # no model better even in the sample: arch's share of T* > T is not 1, ours is
+    worse = rng.standard_normal((n, n_models)) + 0.3
+    direct = SPA(bench[ok], worse[ok], block_size=4, reps=400, seed=3)
+    direct.compute()
+    assert direct.pvalues["consistent"] < 1.0
+    res = spa_test(bench, worse, n_resamples=400, block=4, seed=3)
+    assert res["statistic"] == 0.0 and res["p"] == 1.0 and res["best_mean_improvement"] < 0
+
+    # a model with the benchmark's own losses (d = 0) adds a 0 to the bootstrap maximum, which
+    # never exceeds a positive T: the same p; too few dates or no model: errors
+    with_copy = np.column_stack([models, bench])
+    assert spa_test(bench, with_copy, n_resamples=400, block=4, seed=3)["p"] == (
+        spa_test(bench, models, n_resamples=400, block=4, seed=3)["p"])
+    with pytest.raises(ValueError):
+        spa_test(np.array([1.0, np.nan, 2.0, 0.5]),  # two of the four dates have a NaN
+                 np.array([[1.0], [2.0], [np.nan], [0.3]]))
+    with pytest.raises(ValueError):
+        spa_test(bench, np.empty((n, 0)))
+
+
+def test_stats_import_does_not_load_statsmodels_or_arch() -> None:
+    code = ("import sys, lstm_assets.core.research.stats; "
+            "print('statsmodels' in sys.modules, 'arch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
 
 
 # ------------------------------------------------------------------------------ portfolio
