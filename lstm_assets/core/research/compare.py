@@ -274,12 +274,6 @@ class Comparison:
         return tuple(f for f in self.spec.families if f in POOLED) if self.spec.tune_trials \
             else ()
 
-    def trials(self) -> list[dict[str, Any]]:
-        """The search's trials (knob values; trial 0 the pooled settings), the same for every
-        tuned family, horizon and target; knobs set by the overrides are not searched."""
-        return tuning.sample_trials(self.pooled, self.spec.tune_trials, self.spec.seed,
-                                    fixed=self.overrides)
-
     def configurations(self) -> int:
         """Configurations tried per horizon and target: one per family, a tuned family once
         per trial."""
@@ -335,18 +329,19 @@ class Comparison:
         first fold's training and validation dates; the test dates of every fold come after)."""
         if not self.tuned:
             return {}, {}
-        trials = self.trials()
+        n_trials = self.spec.tune_trials
         fold = folds[tuning.SEARCH_FOLD - 1]
         first_test = min(f.test[0] for f in folds)
         batch = None if "batch_size" in self.overrides else pooled_batch
         chosen, searches = {}, {}
         for family in self.tuned:
             def on_trial(i: int, row: dict[str, Any], family: str = family) -> None:
-                self.progress(f"{where}: tuning {family} trial {i + 1}/{len(trials)} (val IC "
+                self.progress(f"{where}: tuning {family} trial {i + 1}/{n_trials + 1} (val IC "
                               f"{row['val_ic']:+.3f})", 1)
 
-            found = tuning.search(family, panel, fold, first_test, self.pooled, trials,
-                                  self.spec.embedding, batch, on_trial)
+            found = tuning.search(family, panel, fold, first_test, self.pooled, n_trials,
+                                  self.spec.seed, self.spec.embedding, self.overrides, batch,
+                                  on_trial)
             chosen[family] = self.pooled.replace(**found["chosen_settings"])
             searches[family] = found
         return chosen, searches

@@ -3,15 +3,16 @@
 **What is searched.** Five knobs of the pooled ``lstm`` / ``gru`` / ``alstm`` families
 (:data:`SPACE`): hidden size, lookback, dropout, group-lasso strength and learning rate, a grid
 of 324 configurations. Trial 0 is always the comparison's own pooled settings (``compare.
-POOLED_SETTINGS`` under any ``--set``); the other ``n`` trials are drawn from the grid without
-replacement by ``numpy.random.default_rng(seed)`` (never trial 0's configuration again). A knob
-the user fixed with ``--set`` is not searched: every trial keeps its value. The shallow families
-(``hgb``, ``linear``) keep their own validation-chosen settings.
-
-Why a seeded random search in numpy and not a tuning library: no extra dependency (the project
-keeps its install small), the same seed gives the same trials on any machine, and a budget of a
-handful of trials gains nothing from a library's adaptive sampler (random search is as good as
-a grid or better when few knobs matter; Bergstra & Bengio 2012).
+POOLED_SETTINGS`` under any ``--set``); the next ``n`` distinct configurations come from
+Optuna's TPE sampler (``TPESampler(seed=seed, multivariate=True)``, ask-and-tell, one study in
+memory per family, horizon and target). Until 10 trials are complete it draws at random (TPE's
+start-up, seeded), so a budget of up to 9 trials is a seeded random search, as good as a
+grid or better when few knobs matter (Bergstra & Bengio 2012); with a larger budget the later
+proposals follow the trials that scored best. A proposal equal to a configuration already tried
+is told that configuration's score and not trained again, so every trial counted is a distinct
+configuration. A knob the user fixed with ``--set`` is not searched: every trial keeps its value.
+The shallow families (``lgbm``, ``linear``) keep their own validation-chosen settings. Optuna is
+imported on use: the comparison without ``--tune`` runs where it is not installed.
 
 **Where it is scored.** On the first walk-forward fold's training and validation dates, nothing
 else: each trial trains on the fold's training rows (early-stopped on its validation rows, as
@@ -36,8 +37,8 @@ conservative correction).
 
 from __future__ import annotations
 
-import itertools
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -65,23 +66,64 @@ doc: the only fold whose validation dates precede every test date)."""
 LOG_FLOOR = 1e-7
 
 
-def sample_trials(base: Settings, n: int, seed: int, fixed: Iterable[str] = ()
-                  ) -> list[dict[str, Any]]:
-    """Trial 0: ``base``'s values of :data:`KNOBS`; then ``n`` distinct configurations of the
-    grid, drawn without replacement with ``seed``, none equal to trial 0. Knobs in ``fixed``
-    keep ``base``'s value in every trial (they are not searched)."""
+def knob_choices(base: Settings, fixed: Iterable[str] = ()) -> dict[str, tuple[Any, ...]]:
+    """The values each searched knob can take: :data:`SPACE`'s, plus ``base``'s own value when
+    the grid lacks it (trial 0 must be a point of the space). Knobs in ``fixed`` are left out."""
+    skip = set(fixed)
+    out: dict[str, tuple[Any, ...]] = {}
+    for k in KNOBS:
+        if k in skip:
+            continue
+        own = getattr(base, k)
+        out[k] = SPACE[k] if own in SPACE[k] else tuple(sorted((*SPACE[k], own)))
+    return out
+
+
+MAX_REPEATS = 200
+"""Proposals in a row that repeat a tried configuration before the search gives up."""
+
+
+def optimize(base: Settings, n: int, seed: int, score: Callable[[dict[str, Any]], float],
+             fixed: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Trial 0: ``base``'s values of :data:`KNOBS`; then ``n`` distinct configurations proposed
+    by Optuna's seeded TPE sampler (see the module doc), each scored by ``score(knobs)`` (higher
+    is better; a non-finite score is told to Optuna as a failed trial). Returns the knob dicts
+    in the order tried. The same seed and scores give the same trials on any machine."""
+    import optuna
+
     if n < 0:
         raise ValueError(f"the number of trials must be >= 0, not {n}")
-    first = {k: getattr(base, k) for k in KNOBS}
-    free = [k for k in KNOBS if k not in set(fixed)]
-    grid = [dict(first, **dict(zip(free, values, strict=True)))
-            for values in itertools.product(*(SPACE[k] for k in free))]
-    grid = [g for g in grid if g != first]
-    if n > len(grid):
-        raise ValueError(f"{n} trials asked, the search space holds {len(grid)} other "
+    choices = knob_choices(base, fixed)
+    others = int(np.prod([len(v) for v in choices.values()])) - 1
+    if n > others:
+        raise ValueError(f"{n} trials asked, the search space holds {others} other "
                          f"configurations")
-    order = np.random.default_rng(seed).permutation(len(grid))[:n]
-    return [first, *(grid[int(i)] for i in order)]
+    first = {k: getattr(base, k) for k in KNOBS}
+    dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in choices.items()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # multivariate TPE is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({k: first[k] for k in choices})
+    tried: dict[tuple[Any, ...], float] = {}
+    repeats = 0
+    while len(tried) < n + 1:
+        trial = study.ask(dists)
+        knobs = {**first, **trial.params}
+        key = tuple(knobs[k] for k in KNOBS)
+        if key not in tried:
+            tried[key] = float(score(knobs))
+            repeats = 0
+        elif (repeats := repeats + 1) > MAX_REPEATS:
+            raise RuntimeError(f"the sampler repeated tried configurations {MAX_REPEATS} times "
+                               f"in a row after {len(tried)} trials")
+        value = tried[key]
+        if np.isfinite(value):
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return [dict(zip(KNOBS, key, strict=True)) for key in tried]
 
 
 def search_set(panel: Panel, fold: Fold, settings: Settings) -> PanelSet:
@@ -134,15 +176,16 @@ def best_trial(trials: list[dict[str, Any]]) -> int:
 
 
 def search(family: str, panel: Panel, fold: Fold, first_test: np.datetime64, base: Settings,
-           trials: list[dict[str, Any]], embedding: int,
+           n_trials: int, seed: int, embedding: int, fixed: Iterable[str] = (),
            batch: Callable[[int], int] | None = None,
            on_trial: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Score each of ``trials`` (knob values over ``base``) for pooled ``family`` on ``fold``'s
-    validation rows (see the module doc) and return ``{"family", "fold", "trials": [{"trial",
-    "settings", "val_ic", "val_ic_t", "val_dates", "val_log_loss", "epochs", "seconds"}],
-    "chosen", "chosen_settings", "n_trials", "seconds"}``. ``first_test``: the earliest test
-    date of the comparison; no row the search sees is on or after it. ``batch(n_train)``: the
-    batch size for a set of ``n_train`` training windows (None: ``base``'s)."""
+    """Score ``base`` and ``n_trials`` configurations proposed by :func:`optimize` for pooled
+    ``family`` on ``fold``'s validation rows (see the module doc) and return ``{"family",
+    "fold", "trials": [{"trial", "settings", "val_ic", "val_ic_t", "val_dates",
+    "val_log_loss", "epochs", "seconds"}], "chosen", "chosen_settings", "n_trials",
+    "seconds"}``. ``first_test``: the earliest test date of the comparison; no row the search
+    sees is on or after it. ``fixed``: knobs not searched. ``batch(n_train)``: the batch size
+    for a set of ``n_train`` training windows (None: ``base``'s)."""
     if family not in fam.DEEP_FAMILIES:
         raise ValueError(f"only the pooled networks are tuned ({', '.join(fam.DEEP_FAMILIES)}),"
                          f" not {family!r}")
@@ -151,8 +194,9 @@ def search(family: str, panel: Panel, fold: Fold, first_test: np.datetime64, bas
                            f"{first_test}: the search would see test dates")
     t0 = time.perf_counter()
     sets: dict[int, PanelSet] = {}
-    rows = []
-    for i, knobs in enumerate(trials):
+    rows: list[dict[str, Any]] = []
+
+    def score(knobs: dict[str, Any]) -> float:
         t = time.perf_counter()
         settings = base.replace(**knobs)
         if settings.lookback not in sets:
@@ -166,11 +210,15 @@ def search(family: str, panel: Panel, fold: Fold, first_test: np.datetime64, bas
         net = make(pset.X.shape[1], settings)
         net.load_state_dict(res.state)
         proba = fam.predict_windows(net, pset.X, pset.end_rows("val"), settings.lookback)
-        row = {"trial": i, "settings": dict(knobs), **val_scores(pset, proba, panel.horizon),
-               "epochs": int(res.epochs_run), "seconds": time.perf_counter() - t}
+        row = {"trial": len(rows), "settings": dict(knobs),
+               **val_scores(pset, proba, panel.horizon), "epochs": int(res.epochs_run),
+               "seconds": time.perf_counter() - t}
         rows.append(row)
         if on_trial is not None:
-            on_trial(i, row)
+            on_trial(row["trial"], row)
+        return row["val_ic"]
+
+    optimize(base, n_trials, seed, score, fixed)
     chosen = best_trial(rows)
     return {"family": family, "fold": fold.index, "trials": rows, "chosen": chosen,
             "chosen_settings": dict(rows[chosen]["settings"]), "n_trials": len(rows),
