@@ -24,12 +24,15 @@ ENV DEBIAN_FRONTEND=noninteractive \
     DAGSTER_HOME=/opt/dagster/dagster_home
 
 # The CUDA images have no Python: install the distribution's (Ubuntu 24.04: 3.12). The python
-# base image already has 3.11. The project needs >= 3.11.
-RUN if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then \
-        apt-get update \
-        && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
-        && rm -rf /var/lib/apt/lists/*; \
+# base image already has 3.11. The project needs >= 3.11. LightGBM needs the OpenMP runtime
+# (libgomp1), which slim images lack.
+RUN pkgs="libgomp1"; \
+    if ! python3 -c 'import sys, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then \
+        pkgs="$pkgs python3 python3-venv ca-certificates"; \
     fi \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends $pkgs \
+    && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/venv \
     && pip install --upgrade pip setuptools wheel
 

@@ -201,8 +201,8 @@ def test_pooled_refuses_unknown_symbol_missing_feature_and_short_frame(
         lstm.predict_latest("SYN001", frame.iloc[:5])
     with pytest.raises(ValueError, match="SYN001: window end rows"):
         lstm.predict_rows("SYN001", frame, np.array([3]))
-    with pytest.raises(ValueError, match="unknown pooled family 'hgb'"):
-        fit_pooled(frames, SETTINGS, "hgb")
+    with pytest.raises(ValueError, match="unknown pooled family 'lgbm'"):
+        fit_pooled(frames, SETTINGS, "lgbm")
     # a file that is no pooled model (here: a per-symbol model's config) is refused
     from lstm_assets.core.model import save_model
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier
 
 from lstm_assets.core.model import LSTMClassifier
 from lstm_assets.core.research.families import (
     DEEP_FAMILIES,
     FACTORS,
+    TREE_PATIENCE,
     ALSTMClassifier,
     GRUClassifier,
     NetFactory,
@@ -160,18 +160,37 @@ def test_family_trees_and_factors() -> None:
     y = np.where(rng.random(1000) < 0.2, rng.integers(0, 3, 1000), clean)  # 20% noise
     tr, va, te = slice(0, 600), slice(600, 800), slice(800, 1000)
     model = fit_trees(Z[tr], y[tr], Z[va], y[va], seed=0, max_iter=150)
-    assert 1 <= model.best_iter_ < 150  # noisy labels: the validation loss turns before the end
-    assert model.n_iter_ < 150  # and the growing stopped early
+    # noisy labels: the validation loss turns before the end, and the growing stops early
+    grown = len(model.evals_result_["valid_0"]["multi_logloss"])
+    assert 1 <= model.best_iteration_ == grown - TREE_PATIENCE < 150 - TREE_PATIENCE
     proba = predict_trees(model, Z[te])
     assert proba.shape == (200, 3)
     assert np.mean(proba.argmax(1) == clean[te]) > 0.8
-    # the prediction is the full fit cut at its best iteration
-    full = HistGradientBoostingClassifier(max_iter=150, early_stopping=False, random_state=0,
-                                          class_weight="balanced").fit(Z[tr], y[tr])
-    staged = list(full.staged_predict_proba(Z[te]))[model.best_iter_ - 1]
-    np.testing.assert_allclose(proba, staged, atol=1e-12)
+    # the prediction is the model cut at its best round, and the same seed gives the same model
+    cut = model.booster_.predict(Z[te], num_iteration=model.best_iteration_)
+    np.testing.assert_allclose(proba, cut, atol=1e-12)
+    again = fit_trees(Z[tr], y[tr], Z[va], y[va], seed=0, max_iter=150)
+    np.testing.assert_array_equal(predict_trees(again, Z[te]), proba)
+    weighted = fit_trees(Z[tr], y[tr], Z[va], y[va], seed=0, max_iter=150, balanced=True)
+    assert np.mean(predict_trees(weighted, Z[te]).argmax(1) == clean[te]) > 0.8
+    # a given validation score picks the round instead of the log loss: its first maximum
+    scores: list[float] = []
+
+    def val_accuracy(p: np.ndarray, keep: np.ndarray) -> float:
+        scores.append(float(np.mean(p.argmax(1) == y[va][keep])))
+        return scores[-1]
+
+    by_score = fit_trees(Z[tr], y[tr], Z[va], y[va], seed=0, max_iter=150,
+                         val_score=val_accuracy)
+    assert len(scores) == int(np.argmax(scores)) + 1 + TREE_PATIENCE or len(scores) == 150
+    assert by_score.best_iteration_ == int(np.argmax(scores)) + 1
+    best_proba = predict_trees(by_score, Z[va])
+    assert np.mean(best_proba.argmax(1) == y[va]) == pytest.approx(max(scores))
     no_flat = y[tr] != 1
-    two = fit_trees(Z[tr][no_flat], y[tr][no_flat], Z[va], y[va], seed=0, max_iter=20)
+    kept: list[int] = []
+    two = fit_trees(Z[tr][no_flat], y[tr][no_flat], Z[va], y[va], seed=0, max_iter=20,
+                    val_score=lambda p, keep: kept.append(int(keep.sum())) or float(p[0, 0]))
+    assert set(kept) == {int(np.sum(y[va] != 1))}  # the FLAT validation rows are left out
     p2 = predict_trees(two, Z[te])
     assert p2.shape == (200, 3)
     assert np.all(p2[:, 1] == 0)

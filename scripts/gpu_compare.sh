@@ -8,6 +8,12 @@
 #
 # Writes $OUT/<family>/comparison.{json,md}, its plot and $OUT/gpu_compare.log (the seconds of
 # each family and the device).
+#
+# The comparison's statistics need arch (its bootstraps and SPA test), which a GPU box's own
+# image may lack; the networks need no other package. Wheels in .whl/ are installed first
+# (--target, no index), e.g. for a Python 3.12 image, fetched where pip reaches PyPI:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl arch==8.0.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -15,6 +21,11 @@ OUT="${OUT:-$PWD/gpu_compare_out}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/lstm_site .whl/*.whl
+  export PYTHONPATH="$PYTHONPATH:/tmp/lstm_site"
+fi
 SYMBOLS=164 YEARS=20 DEVICE=cuda
 if [ "${LSTM_BENCH_DRY_RUN:-0}" = "1" ]; then SYMBOLS=8 YEARS=3 DEVICE=cpu; fi
 {

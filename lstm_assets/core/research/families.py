@@ -14,8 +14,9 @@ the loop's group lasso shrinks one column at a time.
   last input column, optionally with a learned symbol embedding.
 
 Every family body exposes ``features(x) -> (batch, rep_dim)``, its representation before the
-head, so :class:`PooledNet` can put its own head on top. Non-deep baselines sit beside them: a
-gradient-boosted tree model on the last rows' features (:func:`fit_trees`) and price factors
+head, so :class:`PooledNet` can put its own head on top. Non-deep baselines sit beside them:
+LightGBM's gradient-boosted trees on the last rows' features (:func:`fit_trees`), a
+multinomial logistic regression (:func:`fit_linear`) and price factors
 (:func:`factor_scores`). All classifiers return probabilities in class order DOWN, FLAT, UP.
 """
 
@@ -24,10 +25,10 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch import nn
@@ -261,60 +262,76 @@ def _weighted_log_loss(proba: np.ndarray, y: np.ndarray, weight: np.ndarray) -> 
     return float(-(weight * np.log(p)).sum() / max(weight.sum(), 1e-12))
 
 
-TREE_CHUNK = 10
-"""Boosting iterations grown between two looks at the validation loss."""
-TREE_PATIENCE = 2
-"""Chunks without a better validation loss before the growing stops."""
+TREE_PATIENCE = 20
+"""Boosting rounds without a better validation score before LightGBM stops growing."""
+TREE_MAX_ROUNDS = 200
+"""Boosting rounds at most."""
+
+ValScore = Callable[[np.ndarray, np.ndarray], float]
+"""``score(proba, keep)``: a validation score (higher is better) of the (n, 3) probabilities
+of the validation rows that ``keep`` (a boolean mask over the given rows) marks."""
 
 
 def fit_trees(Xtr: np.ndarray, ytr: np.ndarray, Xval: np.ndarray, yval: np.ndarray, seed: int,
-              max_iter: int = 100, balanced: bool = True) -> HistGradientBoostingClassifier:
-    """scikit-learn's ``HistGradientBoostingClassifier`` on labels 0..2, its number of boosting
-    iterations (``best_iter_``) chosen on the given validation rows.
+              max_iter: int = TREE_MAX_ROUNDS, balanced: bool = False, threads: int = 0,
+              val_score: ValScore | None = None) -> Any:
+    """LightGBM's gradient-boosted trees (``LGBMClassifier``, multiclass) on labels 0..2, the
+    number of boosting rounds chosen on the given validation rows.
 
-    The model's own early stopping would hold out a random share of the training rows, mixing
-    dates. Instead the model grows ``TREE_CHUNK`` iterations at a time (``warm_start``); after
-    each chunk the validation loss of every prefix of its trees is read with
-    ``staged_predict_proba``, and growing stops after ``TREE_PATIENCE`` chunks without a better
-    one, or at ``max_iter``. Each iteration depends only on the earlier ones (no subsampling),
-    so the model cut at ``best_iter_`` is the model a fit of exactly ``best_iter_`` iterations
-    gives; :func:`predict_trees` predicts with that prefix. On a weak signal the best prefix is
-    short, so stopping early saves most of the fitting time. ``balanced``: class weights
-    ``"balanced"`` in the fit, and the validation loss weighted by the same train-class
-    weights (:func:`~lstm_assets.core.trainees.class_weights`), as the deep models' loop does.
+    Settings are LightGBM's defaults (learning rate 0.1, 31 leaves, 20 rows a leaf, 255 bins),
+    which are scikit-learn's histogram boosting's too. It grows up to ``max_iter`` rounds and
+    stops after ``TREE_PATIENCE`` rounds without a better validation score; predictions use the
+    best round (``best_iteration_``; the fitted model keeps the rounds up to it). The score is
+    ``val_score(proba, keep)`` when given (the comparison passes the validation rows' mean
+    daily rank IC, the figure it judges a family by), else the validation log loss.
+    Validation rows of a class absent from training are left out (the model cannot predict
+    that class): ``keep`` marks the rows scored.
+    ``balanced``: class weights ``"balanced"`` in the fit and the validation log loss weighted
+    by the same train-class weights (:func:`~lstm_assets.core.trainees.class_weights`), as
+    the deep models' loop does. ``threads``: LightGBM's OpenMP threads (0: its default, every
+    core). Without row or feature subsampling a fit is deterministic.
+
+    Why the score can matter more than the library: on weak-signal demo data the validation
+    log loss is lowest after 1-2 rounds (it rewards calibrating FLAT against a move), while the
+    rank IC of P(UP) - P(DOWN) keeps rising for many rounds; stopping on the log loss throws
+    the directional pattern away (BENCHMARKS.md, *Model comparison*). Why LightGBM: on the
+    same features, folds and rounds it fits about twice as fast as scikit-learn's
+    ``HistGradientBoostingClassifier`` (``scripts/trees_vs_lightgbm.py``). It is imported
+    here, on use, so the network families run where it is not installed (a GPU box's image).
     """
+    import lightgbm as lgb
+
     ytr = np.asarray(ytr, dtype=np.int64)
     yval = np.asarray(yval, dtype=np.int64)
-    weight = class_weights(ytr)[yval] if balanced else np.ones(len(yval))
-    model = HistGradientBoostingClassifier(
-        max_iter=min(TREE_CHUNK, max_iter), early_stopping=False, random_state=seed,
-        class_weight="balanced" if balanced else None, warm_start=True)
-    best, best_loss, stale = 1, float("inf"), 0
-    while True:
-        model.fit(Xtr, ytr)
-        losses = [_weighted_log_loss(_full_proba(model.classes_, p), yval, weight)
-                  for p in model.staged_predict_proba(Xval)]
-        i = int(np.argmin(losses))
-        if losses[i] < best_loss:
-            best, best_loss, stale = i + 1, losses[i], 0
-        else:
-            stale += 1
-        if stale >= TREE_PATIENCE or model.n_iter_ >= max_iter:
-            break
-        model.set_params(max_iter=min(model.n_iter_ + TREE_CHUNK, max_iter))
-    model.best_iter_ = best
+    classes = np.unique(ytr)
+    seen = np.isin(yval, classes)
+    Xval, yval = Xval[seen], yval[seen]
+    params: dict[str, Any] = {}
+    metric: Any = "multi_logloss"
+    if val_score is not None:
+        params["metric"] = "None"  # only the given score
+
+        def metric(y_true: np.ndarray, proba: np.ndarray) -> tuple[str, float, bool]:
+            full = _full_proba(classes, proba.reshape(len(y_true), -1))
+            value = float(val_score(full, seen))
+            return "val_score", value if np.isfinite(value) else -np.inf, True
+
+    model = lgb.LGBMClassifier(
+        n_estimators=max_iter, learning_rate=0.1, num_leaves=31, random_state=seed,
+        class_weight="balanced" if balanced else None, n_jobs=threads, deterministic=True,
+        force_row_wise=True, verbose=-1, **params)
+    weight = [class_weights(ytr)[yval]] if balanced else None
+    model.fit(Xtr, ytr, eval_X=(Xval,), eval_y=(yval,), eval_sample_weight=weight,
+              eval_metric=metric,
+              callbacks=[lgb.early_stopping(TREE_PATIENCE, first_metric_only=True,
+                                            verbose=False)])
     return model
 
 
-def predict_trees(model: HistGradientBoostingClassifier, X: np.ndarray) -> np.ndarray:
-    """Probabilities (n, 3) in class order of the model's first ``best_iter_`` iterations (all
-    when it has none); a class absent from training gets 0."""
-    best = getattr(model, "best_iter_", model.n_iter_)
-    if best >= model.n_iter_:
-        proba = model.predict_proba(X)
-    else:
-        proba = next(p for k, p in enumerate(model.staged_predict_proba(X), 1) if k == best)
-    return _full_proba(model.classes_, proba)
+def predict_trees(model: Any, X: np.ndarray) -> np.ndarray:
+    """Probabilities (n, 3) in class order at the model's best round; a class absent from
+    training gets 0."""
+    return _full_proba(model.classes_, model.predict_proba(X))
 
 
 # ---- linear baseline -----------------------------------------------------------------------
