@@ -119,6 +119,39 @@ def test_family_trains_on_the_one_loop() -> None:
         assert acc > 0.85, (family, acc)
 
 
+def test_family_val_score_chooses_the_epoch() -> None:
+    """With ``val_score`` the loop keeps the epoch of the highest score (not the lowest
+    validation loss), stops when the score stops improving, and records the score; stacked
+    training refuses it."""
+    rng = np.random.default_rng(4)
+    n = 800
+    X = rng.standard_normal((n, 3)).astype(np.float32)
+    y = np.zeros(n, dtype=np.int8)
+    y[2:] = np.where(X[:-2, 0] > 0, 2, 0)
+    seq = _seq(X, y, SMALL.lookback)
+    make_net = make_net_factory("gru")
+    # a score that peaks at the third call whatever the network does: epoch 3 is kept
+    calls: list[int] = []
+
+    def score(net: torch.nn.Module) -> float:
+        calls.append(len(calls))
+        return -abs(len(calls) - 3)
+
+    settings = SMALL.replace(max_epochs=12, early_stop_patience=4)
+    res = train_models([seq], settings, make_net=make_net, val_score=score)[0]
+    assert res.best_epoch == 3 and res.stopped_early and res.epochs_run == 7
+    assert [r["val_score"] for r in res.history] == [-2, -1, 0, -1, -2, -3, -4]
+    # the state kept is epoch 3's: the last of a run cut after 3 always-improving epochs
+    rising = iter(range(100))
+    cut = train_models([seq], settings.replace(max_epochs=3), make_net=make_net,
+                       val_score=lambda net: float(next(rising)))[0]
+    assert cut.best_epoch == 3
+    for k, v in cut.state.items():
+        assert torch.equal(v, res.state[k]), k
+    with pytest.raises(ValueError, match="val_score"):
+        train_models([seq, seq], SMALL, stacked=True, val_score=score)
+
+
 def test_pooled_symbol_embedding_uses_id() -> None:
     """The class is the sign of feature 0 for even symbols and its opposite for odd ones: with
     the symbol embedding the pooled net learns it; without, it cannot tell the symbols apart
@@ -147,10 +180,12 @@ def test_family_trees_and_factors() -> None:
     pattern, pick their size on the validation rows and always give 3 columns; the factors
     match hand computations and never look ahead; an ensemble is the mean."""
     X = np.arange(40, dtype=np.float32).reshape(20, 2)
-    feats = tree_features(X, np.array([5, 10]))
-    assert feats.shape == (2, 6)
-    np.testing.assert_array_equal(feats[0], np.concatenate([X[5], X[4], X[1]]))
-    np.testing.assert_array_equal(feats[1], np.concatenate([X[10], X[9], X[6]]))
+    feats = tree_features(X, np.array([5, 10]))  # the last week: rows t .. t-4
+    assert feats.shape == (2, 10)
+    np.testing.assert_array_equal(feats[0], np.concatenate([X[5], X[4], X[3], X[2], X[1]]))
+    np.testing.assert_array_equal(feats[1], np.concatenate([X[10], X[9], X[8], X[7], X[6]]))
+    np.testing.assert_array_equal(tree_features(X, np.array([5]), (0, 4))[0],
+                                  np.concatenate([X[5], X[1]]))
     with pytest.raises(ValueError):
         tree_features(X, np.array([3]))
 

@@ -14,6 +14,10 @@ network(s) and how a batch of windows reaches them. Everything else is here, onc
   1e-4) on each model's validation loss.
 - **Early stopping** on each model's validation loss, keeping its best weights; in a group, a
   model that stops leaves the stack (``compact``) and the others go on.
+- **Selection score**: one model may be judged by another validation figure instead of the
+  loss (``val_score(net)``, higher is better; the model comparison passes the validation
+  dates' mean daily rank IC): the LR schedule, the best epoch and early stopping then follow
+  it, and each history row records it as ``val_score``.
 - **Checkpoint and resume**: one format for any trainee (tensors plus a JSON record, loaded with
   ``weights_only=True``, written atomically); a killed training resumes from its last save when
   the checkpoint's fingerprint matches, and ends bit-identical to an uninterrupted run.
@@ -167,25 +171,30 @@ class Progress:
 
     def end_epoch(self, epoch: int, settings: Settings, train_rows: list[np.ndarray],
                   totals: list[float], val_loss: list[float], val_acc: list[float],
-                  done: list[bool], t0: float) -> list[bool]:
+                  done: list[bool], t0: float, val_score: list[float] | None = None
+                  ) -> list[bool]:
         """Record the epoch of every model still training: schedule, history, best, early
-        stop (sets ``done``). Returns, per slot, whether the model improved."""
+        stop (sets ``done``). Returns, per slot, whether the model improved. The schedule,
+        best and stop follow the validation loss, or ``-val_score`` when given."""
         improved = [False] * len(self.alive)
+        metric = val_loss if val_score is None else _minimized(val_score)
         for slot, j in enumerate(self.alive):
             if done[slot]:
                 continue
             self.n_seen[j] += len(train_rows[j])
             plateau = Plateau(settings.lr_factor, settings.lr_patience, best=self.plateau[j][0],
                               bad=int(self.plateau[j][1]))
-            self.lrs[j] = plateau.step(val_loss[slot], self.lrs[j])
+            self.lrs[j] = plateau.step(metric[slot], self.lrs[j])
             self.plateau[j] = [plateau.best, plateau.bad]
             self.history[j].append({
                 "epoch": float(epoch + 1),
                 "train_loss": totals[slot] / max(len(train_rows[j]), 1),
                 "val_loss": val_loss[slot], "val_accuracy": val_acc[slot], "lr": self.lrs[j],
                 "seconds": time.perf_counter() - t0})
-            if val_loss[slot] < self.best_val[j] - settings.min_delta:
-                self.best_val[j], self.bad[j], self.best_epoch[j] = val_loss[slot], 0, epoch + 1
+            if val_score is not None:
+                self.history[j][-1]["val_score"] = val_score[slot]
+            if metric[slot] < self.best_val[j] - settings.min_delta:
+                self.best_val[j], self.bad[j], self.best_epoch[j] = metric[slot], 0, epoch + 1
                 improved[slot] = True
             else:
                 self.bad[j] += 1
@@ -193,6 +202,11 @@ class Progress:
                 self.stopped_early[j] = done[slot] = True
         self.epoch = epoch
         return improved
+
+
+def _minimized(scores: list[float]) -> list[float]:
+    """Scores (higher is better) as a figure to minimize; a non-finite score is the worst."""
+    return [-v if math.isfinite(v) else math.inf for v in scores]
 
 
 def read_checkpoint(path: AnyPath | None, fingerprint: str,
@@ -250,8 +264,10 @@ class _Loop:
 
     def __init__(self, trainee: Trainee, seqs: list[SequenceSet], settings: Settings,
                  device: torch.device, epochs: int, checkpoint: AnyPath | None,
-                 fingerprint: str, checkpoint_every: float, save_finished: bool) -> None:
+                 fingerprint: str, checkpoint_every: float, save_finished: bool,
+                 val_score: Callable[[nn.Module], float] | None = None) -> None:
         self.trainee, self.seqs, self.settings, self.device = trainee, seqs, settings, device
+        self.val_score = val_score
         self.epochs = epochs
         self.checkpoint, self.fingerprint = checkpoint, fingerprint
         self.checkpoint_every, self.save_finished = checkpoint_every, save_finished
@@ -336,9 +352,17 @@ class _Loop:
         val_loss, val_acc = self.trainee.validate()
         prog = self.progress
         prog.initial = [[loss, acc] for loss, acc in zip(val_loss, val_acc, strict=True)]
+        score = self.score()
+        metric = val_loss if score is None else _minimized(score)
         for slot, j in enumerate(prog.alive):
-            prog.best_val[j] = val_loss[slot]
+            prog.best_val[j] = metric[slot]
         self.trainee.keep_best([True] * len(prog.alive))
+
+    def score(self) -> list[float] | None:
+        """The selection score of the (one) model now, or None without ``val_score``."""
+        if self.val_score is None:
+            return None
+        return [float(self.val_score(self.trainee.net))]  # type: ignore[attr-defined]
 
     def run(self, on_epoch: Callable[[dict[str, float]], None] | None, compact: bool) -> None:
         prog, n = self.progress, len(self.seqs)
@@ -352,7 +376,7 @@ class _Loop:
             val_loss, val_acc = self.trainee.validate()
             done = self.done.tolist()
             improved = prog.end_epoch(epoch, self.settings, self.train_rows, totals, val_loss,
-                                      val_acc, done, t0)
+                                      val_acc, done, t0, self.score())
             self.done = torch.tensor(done, dtype=torch.bool, device=self.device)
             self.trainee.set_lrs([prog.lrs[j] for j in prog.alive])
             self.trainee.keep_best(improved)
@@ -411,7 +435,8 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
                  init_lrs: list[float | None] | None = None,
                  checkpoint: AnyPath | None = None, fingerprint: str = "",
                  checkpoint_every: float = 0.0, save_finished: bool = True,
-                 make_net: Callable[[int, Settings], nn.Module] | None = None
+                 make_net: Callable[[int, Settings], nn.Module] | None = None,
+                 val_score: Callable[[nn.Module], float] | None = None
                  ) -> list[TrainResult]:
     """Train one model per sequence set and return each one's best (lowest val loss) weights.
 
@@ -430,11 +455,15 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
     ``fingerprint`` is resumed from. ``make_net(n_features, settings)``: the network one model
     trains (default: the per-symbol LSTM); any classifier of windows with an
     ``input_weight_key`` (``core/research/families.py``); not with ``stacked``.
+    ``val_score(net)``: a validation figure of the network, higher is better, that chooses the
+    best epoch, the LR schedule and the stop instead of the validation loss (one model only).
     """
     if not stacked and len(seqs) != 1:
         raise ValueError(f"one model per call without stacking, got {len(seqs)} sequence sets")
     if stacked and make_net is not None:
         raise ValueError("stacked training trains the per-symbol LSTM only, not make_net")
+    if stacked and val_score is not None:
+        raise ValueError("a val_score judges one model; stacked models stop on their loss")
     device = pick_device(settings.device)
     if settings.num_threads > 0:
         torch.set_num_threads(settings.num_threads)
@@ -448,7 +477,7 @@ def train_models(seqs: list[SequenceSet], settings: Settings, *, stacked: bool =
                                     make_net or lstm_net))
     loop = _Loop(trainee, seqs, settings, device,
                  max_epochs if max_epochs is not None else settings.max_epochs,
-                 checkpoint, fingerprint, checkpoint_every, save_finished)
+                 checkpoint, fingerprint, checkpoint_every, save_finished, val_score)
     loop.resume()
     loop.start_lrs(init_lrs)
     if all(i is not None for i in inits):

@@ -2,9 +2,15 @@
 see (or rule out) a small edge.
 
 For each horizon and target (:mod:`~lstm_assets.core.research.panel`) and each walk-forward
-fold, every family is fit on the fold's training dates (early-stopped on its validation dates)
-and predicts its test dates; the test blocks of the folds are disjoint, so every family ends
-with one out-of-sample prediction per symbol and test date. Then, per family, over all folds:
+fold, every family is fit on the fold's training dates and predicts its test dates. Its size
+(a network's epoch, the trees' rounds, the linear model's L2 strength) is chosen on the fold's
+validation dates by the figure the family is judged by on test, the mean daily rank IC of
+P(UP) - P(DOWN) (:func:`~lstm_assets.core.research.families.validation_ic`); the validation
+log loss would stop a weak directional model before it learns (on weak-signal demo data it is
+lowest after a few epochs or rounds, while the IC keeps rising). The per-symbol families
+(``@symbol``), which cannot rank one symbol against others, stop on their validation loss. The
+test blocks of the folds are disjoint, so every family ends with one out-of-sample prediction
+per symbol and test date. Then, per family, over all folds:
 
 - classification, pooled over symbols: accuracy, balanced accuracy, log loss, each with an
   interval from a bootstrap over blocks of dates (symbols on one date are not independent),
@@ -22,7 +28,7 @@ Factor baselines (1-day and 5-day reversal, 20-day momentum, low volatility) are
 comparison; a model that does not beat them has learned nothing a one-line rule lacks.
 The families: ``lstm``, ``gru``, ``alstm`` pooled over all symbols (one network, each symbol
 scaled on its own training rows, a symbol embedding of ``embedding`` dims), ``lgbm`` (LightGBM's
-gradient-boosted trees on the last day's features and two lags, pooled, their rounds chosen by
+gradient-boosted trees on the last week's features, pooled, their rounds chosen by
 the validation IC), ``linear`` (multinomial
 logistic regression on the last five days' features, pooled), ``ensemble`` (the mean of
 the other model families' probabilities), and ``lstm@symbol`` (today's per-symbol LSTM, one
@@ -172,39 +178,35 @@ def _score(proba: np.ndarray) -> np.ndarray:
 def _fit_deep(family: str, pset: PanelSet, settings: Settings, embedding: int,
               on_epoch: Callable[[dict[str, float]], None] | None) -> np.ndarray:
     make = fam.make_net_factory(family, n_symbols=len(pset.symbols), emb_dim=embedding)
-    res = train_models([pset], settings, make_net=make, on_epoch=on_epoch)[0]
+    res = train_models([pset], settings, make_net=make, on_epoch=on_epoch,
+                       val_score=fam.net_validation_ic(pset))[0]
     net = make(pset.X.shape[1], settings)
     net.load_state_dict(res.state)
     return fam.predict_windows(net, pset.X, pset.end_rows("test"), pset.lookback)
 
 
 def _fit_trees(pset: PanelSet, settings: Settings) -> np.ndarray:
-    """Pooled LightGBM trees on the last day's features and two lags, without class weights
+    """Pooled LightGBM trees on the last week's features, without class weights
     (as ``linear``: the FLAT band makes the three classes about equally frequent), their
     rounds chosen by the validation rows' mean daily rank IC of P(UP) - P(DOWN) (see
     :func:`~lstm_assets.core.research.families.fit_trees` for why not the log loss)."""
     X = pset.X[:, :-1]  # without the symbol column
     tr, va, te = (pset.end_rows(s) for s in ("train", "val", "test"))
-    dates, fwd = pset.dates[va], pset.fwd[va]
-
-    def val_ic(proba: np.ndarray, keep: np.ndarray) -> float:
-        ic = stats.daily_rank_ic(dates[keep], proba[:, 2] - proba[:, 0], fwd[keep])
-        return float(ic.mean()) if len(ic) else float("nan")
-
     model = fam.fit_trees(fam.tree_features(X, tr), pset.y[tr].astype(np.int64),
                           fam.tree_features(X, va), pset.y[va].astype(np.int64),
-                          seed=settings.seed, val_score=val_ic)
+                          seed=settings.seed, val_score=fam.validation_ic(pset))
     return fam.predict_trees(model, fam.tree_features(X, te))
 
 
 def _fit_linear(pset: PanelSet, settings: Settings) -> np.ndarray:
-    """Pooled multinomial logistic regression on the last week's features."""
+    """Pooled multinomial logistic regression on the last week's features, its L2 strength
+    chosen by the validation rows' mean daily rank IC."""
     X = pset.X[:, :-1]
     tr, va, te = (pset.end_rows(s) for s in ("train", "val", "test"))
-    lags = fam.LINEAR_LAGS
+    lags = fam.SHALLOW_LAGS
     model = fam.fit_linear(fam.tree_features(X, tr, lags), pset.y[tr].astype(np.int64),
                            fam.tree_features(X, va, lags), pset.y[va].astype(np.int64),
-                           seed=settings.seed)
+                           seed=settings.seed, val_score=fam.validation_ic(pset))
     return fam.predict_linear(model, fam.tree_features(X, te, lags))
 
 
@@ -214,7 +216,7 @@ def _fit_linear_per_symbol(pset: PanelSet, settings: Settings) -> np.ndarray:
     than 20 rows in a split gets no prediction."""
     X = pset.X[:, :-1]
     tr, va, te = (pset.end_rows(s) for s in ("train", "val", "test"))
-    lags = fam.LINEAR_LAGS
+    lags = fam.SHALLOW_LAGS
     F = {name: fam.tree_features(X, rows, lags) for name, rows in
          (("train", tr), ("val", va), ("test", te))}
     owner = {name: pset.symbol_of_row[rows] for name, rows in

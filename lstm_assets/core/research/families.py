@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,8 +34,12 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from lstm_assets.core.model import LSTMClassifier, predict_proba
+from lstm_assets.core.research import stats
 from lstm_assets.core.settings import CLASSES, Settings
 from lstm_assets.core.trainees import class_weights, lstm_net
+
+if TYPE_CHECKING:
+    from lstm_assets.core.research.panel import PanelSet
 
 NetFactory = Callable[[int, Settings], nn.Module]
 """``make_net(n_features, settings)``: what :func:`~lstm_assets.core.train.train_models` calls."""
@@ -239,8 +243,13 @@ def predict_windows(net: nn.Module, X: np.ndarray, rows: np.ndarray, lookback: i
 
 # ---- tree baseline -------------------------------------------------------------------------
 
+SHALLOW_LAGS: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""The shallow families (trees, linear) read the last week's features (rows t .. t-4): the
+same inputs for both, so their comparison is one of learners."""
+
+
 def tree_features(X: np.ndarray, rows: np.ndarray,
-                  lags: tuple[int, ...] = (0, 1, 4)) -> np.ndarray:
+                  lags: tuple[int, ...] = SHALLOW_LAGS) -> np.ndarray:
     """The features of rows ``r - lag`` for each lag, side by side: (len(rows), len(lags) x
     features), lag 0's columns first. Every row used is at or before ``r``, so nothing looks
     ahead; ``rows`` must be at least ``max(lags)`` (window end rows are >= lookback - 1)."""
@@ -336,28 +345,33 @@ def predict_trees(model: Any, X: np.ndarray) -> np.ndarray:
 
 # ---- linear baseline -----------------------------------------------------------------------
 
-LINEAR_LAGS: tuple[int, ...] = (0, 1, 2, 3, 4)
-"""The linear model reads the last week's features (rows t .. t-4)."""
 LINEAR_CS: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
 """Inverse L2 strengths tried, the best by validation log loss."""
 
 
 def fit_linear(Xtr: np.ndarray, ytr: np.ndarray, Xval: np.ndarray, yval: np.ndarray,
-               seed: int, cs: tuple[float, ...] = LINEAR_CS) -> LogisticRegression:
+               seed: int, cs: tuple[float, ...] = LINEAR_CS,
+               val_score: ValScore | None = None) -> LogisticRegression:
     """Multinomial logistic regression (L2) on standardized inputs, its strength chosen among
-    ``cs`` by validation log loss: the model a practitioner tries before any network, and the
+    ``cs`` by the validation log loss, or by ``val_score(proba, keep)`` (higher is better;
+    every row kept) when given: the model a practitioner tries before any network, and the
     one that finds a weak linear pattern in many samples."""
     ytr = np.asarray(ytr, dtype=np.int64)
     yval = np.asarray(yval, dtype=np.int64)
+    every = np.ones(len(yval), dtype=bool)
     best: LogisticRegression | None = None
     best_loss = float("inf")
     for c in cs:
         with warnings.catch_warnings():  # lbfgs short of full convergence: a fine predictor
             warnings.simplefilter("ignore", ConvergenceWarning)
             model = LogisticRegression(C=c, max_iter=300, random_state=seed).fit(Xtr, ytr)
-        loss = _weighted_log_loss(_full_proba(model.classes_, model.predict_proba(Xval)), yval,
-                                  np.ones(len(yval)))
-        if loss < best_loss:
+        proba = _full_proba(model.classes_, model.predict_proba(Xval))
+        if val_score is None:
+            loss = _weighted_log_loss(proba, yval, np.ones(len(yval)))
+        else:
+            value = val_score(proba, every)
+            loss = -value if np.isfinite(value) else float("inf")
+        if best is None or loss < best_loss:
             best, best_loss = model, loss
     assert best is not None
     return best
@@ -410,3 +424,29 @@ def ensemble_proba(probas: list[np.ndarray]) -> np.ndarray:
     if not probas:
         raise ValueError("no probabilities to average")
     return np.mean(np.stack(probas), axis=0)
+
+
+# ---- the comparison's selection score -------------------------------------------------------
+
+def validation_ic(pset: PanelSet) -> ValScore:
+    """``score(proba, keep)``: the mean daily rank IC of P(UP) - P(DOWN) against the forward
+    return over ``pset``'s validation rows (those ``keep`` marks), the figure the comparison
+    judges a family by on test, so each family's size (boosting rounds, epochs) is chosen by
+    it on validation dates. NaN when no date has an IC."""
+    va = pset.end_rows("val")
+    dates, fwd = pset.dates[va], pset.fwd[va]
+
+    def score(proba: np.ndarray, keep: np.ndarray) -> float:
+        ic = stats.daily_rank_ic(dates[keep], proba[:, 2] - proba[:, 0], fwd[keep])
+        return float(ic.mean()) if len(ic) else float("nan")
+
+    return score
+
+
+def net_validation_ic(pset: PanelSet) -> Callable[[nn.Module], float]:
+    """:func:`validation_ic` of a network's predictions of ``pset``'s validation windows: the
+    ``val_score`` the comparison gives the training loop."""
+    score = validation_ic(pset)
+    va = pset.end_rows("val")
+    every = np.ones(len(va), dtype=bool)
+    return lambda net: score(predict_windows(net, pset.X, va, pset.lookback), every)

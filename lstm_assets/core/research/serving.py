@@ -142,7 +142,7 @@ class LinearWindowNet(nn.Module):
     input_weight_key = "linear.weight"
 
     def __init__(self, n_features: int, lookback: int,
-                 lags: tuple[int, ...] = fam.LINEAR_LAGS) -> None:
+                 lags: tuple[int, ...] = fam.SHALLOW_LAGS) -> None:
         super().__init__()
         if lookback <= max(lags):
             raise ValueError(f"lookback {lookback} is too short for lags {lags}")
@@ -160,7 +160,7 @@ def _fit_linear(pset: PanelSet, settings: Settings) -> tuple[nn.Module, dict[str
     :class:`LinearWindowNet`."""
     X = pset.X[:, :-1]
     tr, va = pset.end_rows("train"), pset.end_rows("val")
-    lags = fam.LINEAR_LAGS
+    lags = fam.SHALLOW_LAGS
     net = LinearWindowNet(pset.X.shape[1], pset.lookback, lags)
     t0 = time.perf_counter()
     model = fam.fit_linear(fam.tree_features(X, tr, lags), pset.y[tr].astype(np.int64),
@@ -417,7 +417,7 @@ def _config(family: str, panel: Panel, fold: Fold, pset: PanelSet, settings: Set
             "hidden_size": settings.hidden_size, "num_layers": settings.num_layers,
             "dropout": settings.dropout}
     if family == "linear":
-        arch["lags"] = list(fam.LINEAR_LAGS)
+        arch["lags"] = list(fam.SHALLOW_LAGS)
     gap = max(settings.embargo, panel.horizon)
     last = panel.all_dates.max()
     return {

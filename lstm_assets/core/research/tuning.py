@@ -206,7 +206,8 @@ def search(family: str, panel: Panel, fold: Fold, first_test: np.datetime64, bas
         if batch is not None:
             settings = settings.replace(batch_size=batch(len(pset.end_rows("train"))))
         make = fam.make_net_factory(family, n_symbols=len(pset.symbols), emb_dim=embedding)
-        res = train_models([pset], settings, make_net=make)[0]
+        res = train_models([pset], settings, make_net=make,
+                           val_score=fam.net_validation_ic(pset))[0]
         net = make(pset.X.shape[1], settings)
         net.load_state_dict(res.state)
         proba = fam.predict_windows(net, pset.X, pset.end_rows("val"), settings.lookback)
