@@ -340,10 +340,15 @@ def test_pooled_comparison_null_data_shows_no_edge(tmp_path: Path) -> None:
 
 
 def test_family_per_symbol_lstm_in_comparison(signal6: dict[str, pd.DataFrame]) -> None:
-    spec = CompareSpec(families=("lstm@symbol", "lgbm"), folds=2, n_resamples=50)
+    spec = CompareSpec(families=("lstm@symbol", "gru@symbol", "lgbm"), folds=2,
+                       n_resamples=50)
     result = Comparison(signal6, TINY, spec).run()
     fams = _families(result["runs"][0])
-    assert set(fams) == {*FACTORS, "lstm@symbol", "lgbm"}
+    assert set(fams) == {*FACTORS, "lstm@symbol", "gru@symbol", "lgbm"}
+    # the GRU per symbol: the same rows, another network
+    gru = fams["gru@symbol"]
+    assert gru["predictions"] == fams["lstm@symbol"]["predictions"]
+    assert gru["ic"]["mean"] != fams["lstm@symbol"]["ic"]["mean"]
     per = fams["lstm@symbol"]
     assert per["kind"] == "model"
     # one model per symbol and fold (the per-symbol settings' lookback 10 covers every test

@@ -97,16 +97,20 @@ def test_family_nets_shapes_and_lasso_key() -> None:
         make_net_factory("gru", emb_dim=2)
 
 
+def _sign_two_steps_back(n: int, seed: int) -> SequenceSet:
+    """3 noise features; the class is UP or DOWN by the sign of feature 0 two rows earlier."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3)).astype(np.float32)
+    y = np.zeros(n, dtype=np.int8)
+    y[2:] = np.where(X[:-2, 0] > 0, 2, 0)
+    return _seq(X, y, SMALL.lookback)
+
+
 def test_family_trains_on_the_one_loop() -> None:
     """GRU and ALSTM learn a planted pattern (the class is the sign of feature 0 two steps
     before the window's end) through ``train_models``, and the same seed gives the same
     weights."""
-    rng = np.random.default_rng(3)
-    n = 1200
-    X = rng.standard_normal((n, 3)).astype(np.float32)
-    y = np.zeros(n, dtype=np.int8)
-    y[2:] = np.where(X[:-2, 0] > 0, 2, 0)
-    seq = _seq(X, y, SMALL.lookback)
+    seq = _sign_two_steps_back(1200, seed=3)
     for family in ("gru", "alstm"):
         make_net = make_net_factory(family)
         first = train_models([seq], SMALL, make_net=make_net)[0]
@@ -123,12 +127,7 @@ def test_family_val_score_chooses_the_epoch() -> None:
     """With ``val_score`` the loop keeps the epoch of the highest score (not the lowest
     validation loss), stops when the score stops improving, and records the score; stacked
     training refuses it."""
-    rng = np.random.default_rng(4)
-    n = 800
-    X = rng.standard_normal((n, 3)).astype(np.float32)
-    y = np.zeros(n, dtype=np.int8)
-    y[2:] = np.where(X[:-2, 0] > 0, 2, 0)
-    seq = _seq(X, y, SMALL.lookback)
+    seq = _sign_two_steps_back(800, seed=4)
     make_net = make_net_factory("gru")
     # a score that peaks at the third call whatever the network does: epoch 3 is kept
     calls: list[int] = []

@@ -32,8 +32,9 @@ gradient-boosted trees on the last week's features, pooled, their rounds chosen 
 the validation IC), ``linear`` (multinomial
 logistic regression on the last five days' features, pooled), ``ensemble`` (the mean of
 the other model families' probabilities), and ``lstm@symbol`` (today's per-symbol LSTM, one
-per symbol and fold: the per-symbol assets' model, for the pooled-vs-per-symbol question) and
-``linear@symbol`` (the linear model fit on each symbol alone: the same question, cheaply).
+per symbol and fold: the per-symbol assets' model, for the pooled-vs-per-symbol question),
+``gru@symbol`` and ``alstm@symbol`` (the same with the other networks, the per-symbol settings)
+and ``linear@symbol`` (the linear model fit on each symbol alone: the same question, cheaply).
 
 With ``tune_trials > 0`` each pooled family's settings are first chosen by a small search on the
 first fold's training and validation dates (:mod:`~lstm_assets.core.research.tuning`; never on
@@ -66,10 +67,10 @@ from lstm_assets.core.settings import Settings
 from lstm_assets.core.train import train_models
 
 POOLED = ("lstm", "gru", "alstm")
-PER_SYMBOL = "lstm@symbol"
+PER_SYMBOL_NETS = ("lstm@symbol", "gru@symbol", "alstm@symbol")
 LINEAR_PER_SYMBOL = "linear@symbol"
 SHALLOW = ("lgbm", "linear")
-FAMILIES = (*POOLED, *SHALLOW, "ensemble", PER_SYMBOL, LINEAR_PER_SYMBOL)
+FAMILIES = (*POOLED, *SHALLOW, "ensemble", *PER_SYMBOL_NETS, LINEAR_PER_SYMBOL)
 DEFAULT_FAMILIES = ("lstm", "gru", "alstm", "lgbm", "linear", "ensemble")
 QUICK_FAMILIES = ("lstm", "lgbm", "linear")
 
@@ -233,8 +234,10 @@ def _fit_linear_per_symbol(pset: PanelSet, settings: Settings) -> np.ndarray:
     return out
 
 
-def _fit_per_symbol(pset: PanelSet, settings: Settings) -> np.ndarray:
-    """The per-symbol LSTM: one model per symbol on its own rows of the fold."""
+def _fit_per_symbol(pset: PanelSet, settings: Settings, family: str = "lstm") -> np.ndarray:
+    """A per-symbol network (``family``: ``lstm``, the per-symbol assets' model, ``gru`` or
+    ``alstm``): one model per symbol on its own rows of the fold, early-stopped on its own
+    validation loss."""
     te_all = pset.end_rows("test")
     out = np.full((len(te_all), 3), np.nan)
     X = pset.X[:, :-1]
@@ -249,8 +252,9 @@ def _fit_per_symbol(pset: PanelSet, settings: Settings) -> np.ndarray:
                        dates=pset.dates[lo:hi + 1], bounds=pset.bounds,
                        features=pset.features[:-1], mean=pset.mean[:-1],
                        scale=pset.scale[:-1], lookback=settings.lookback, rows=rows)
-        res = train_models([one], settings)[0]
-        net = fam.make_net_factory("lstm")(X.shape[1], settings)
+        make = fam.make_net_factory(family)
+        res = train_models([one], settings, make_net=make)[0]
+        net = make(X.shape[1], settings)
         net.load_state_dict(res.state)
         out[pset.symbol_of_row[te_all] == j] = fam.predict_windows(
             net, one.X, rows["test"], settings.lookback)
@@ -394,7 +398,7 @@ class Comparison:
                 proba = _fit_linear_per_symbol(pset, self.pooled)
             else:
                 seq = pooled_set(panel, fold, self.settings)
-                proba = _fit_per_symbol(seq, self.settings)
+                proba = _fit_per_symbol(seq, self.settings, family.split("@")[0])
                 proba = _align(seq, pset, te, proba)
             probas[family] = proba
             p = preds.setdefault(family, Predictions())
