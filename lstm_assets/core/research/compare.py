@@ -5,7 +5,7 @@ For each horizon and target (:mod:`~lstm_assets.core.research.panel`) and each w
 fold, every family is fit on the fold's training dates and predicts its test dates. Its size
 (a network's epoch, the trees' rounds, the linear model's L2 strength) is chosen on the fold's
 validation dates by the figure the family is judged by on test, the mean daily rank IC of
-P(UP) - P(DOWN) (:func:`~lstm_assets.core.research.families.validation_ic`); the validation
+P(UP) - P(DOWN) (:func:`~lstm_assets.core.research.selection.validation_ic`); the validation
 log loss would stop a weak directional model before it learns (on weak-signal demo data it is
 lowest after a few epochs or rounds, while the IC keeps rising). The per-symbol families
 (``@symbol``), which cannot rank one symbol against others, stop on their validation loss. The
@@ -54,7 +54,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from lstm_assets.core.research import families as fam
-from lstm_assets.core.research import stats, tuning
+from lstm_assets.core.research import selection, stats, tuning
 from lstm_assets.core.research.panel import (
     Fold,
     Panel,
@@ -180,7 +180,7 @@ def _fit_deep(family: str, pset: PanelSet, settings: Settings, embedding: int,
               on_epoch: Callable[[dict[str, float]], None] | None) -> np.ndarray:
     make = fam.make_net_factory(family, n_symbols=len(pset.symbols), emb_dim=embedding)
     res = train_models([pset], settings, make_net=make, on_epoch=on_epoch,
-                       val_score=fam.net_validation_ic(pset))[0]
+                       val_score=selection.net_validation_ic(pset))[0]
     net = make(pset.X.shape[1], settings)
     net.load_state_dict(res.state)
     return fam.predict_windows(net, pset.X, pset.end_rows("test"), pset.lookback)
@@ -195,7 +195,7 @@ def _fit_trees(pset: PanelSet, settings: Settings) -> np.ndarray:
     tr, va, te = (pset.end_rows(s) for s in ("train", "val", "test"))
     model = fam.fit_trees(fam.tree_features(X, tr), pset.y[tr].astype(np.int64),
                           fam.tree_features(X, va), pset.y[va].astype(np.int64),
-                          seed=settings.seed, val_score=fam.validation_ic(pset))
+                          seed=settings.seed, val_score=selection.validation_ic(pset))
     return fam.predict_trees(model, fam.tree_features(X, te))
 
 
@@ -207,7 +207,7 @@ def _fit_linear(pset: PanelSet, settings: Settings) -> np.ndarray:
     lags = fam.SHALLOW_LAGS
     model = fam.fit_linear(fam.tree_features(X, tr, lags), pset.y[tr].astype(np.int64),
                            fam.tree_features(X, va, lags), pset.y[va].astype(np.int64),
-                           seed=settings.seed, val_score=fam.validation_ic(pset))
+                           seed=settings.seed, val_score=selection.validation_ic(pset))
     return fam.predict_linear(model, fam.tree_features(X, te, lags))
 
 

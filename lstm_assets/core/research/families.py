@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,12 +34,8 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from lstm_assets.core.model import LSTMClassifier, predict_proba
-from lstm_assets.core.research import stats
 from lstm_assets.core.settings import CLASSES, Settings
 from lstm_assets.core.trainees import class_weights, lstm_net
-
-if TYPE_CHECKING:
-    from lstm_assets.core.research.panel import PanelSet
 
 NetFactory = Callable[[int, Settings], nn.Module]
 """``make_net(n_features, settings)``: what :func:`~lstm_assets.core.train.train_models` calls."""
@@ -425,28 +421,3 @@ def ensemble_proba(probas: list[np.ndarray]) -> np.ndarray:
         raise ValueError("no probabilities to average")
     return np.mean(np.stack(probas), axis=0)
 
-
-# ---- the comparison's selection score -------------------------------------------------------
-
-def validation_ic(pset: PanelSet) -> ValScore:
-    """``score(proba, keep)``: the mean daily rank IC of P(UP) - P(DOWN) against the forward
-    return over ``pset``'s validation rows (those ``keep`` marks), the figure the comparison
-    judges a family by on test, so each family's size (boosting rounds, epochs) is chosen by
-    it on validation dates. NaN when no date has an IC."""
-    va = pset.end_rows("val")
-    dates, fwd = pset.dates[va], pset.fwd[va]
-
-    def score(proba: np.ndarray, keep: np.ndarray) -> float:
-        ic = stats.daily_rank_ic(dates[keep], proba[:, 2] - proba[:, 0], fwd[keep])
-        return float(ic.mean()) if len(ic) else float("nan")
-
-    return score
-
-
-def net_validation_ic(pset: PanelSet) -> Callable[[nn.Module], float]:
-    """:func:`validation_ic` of a network's predictions of ``pset``'s validation windows: the
-    ``val_score`` the comparison gives the training loop."""
-    score = validation_ic(pset)
-    va = pset.end_rows("val")
-    every = np.ones(len(va), dtype=bool)
-    return lambda net: score(predict_windows(net, pset.X, va, pset.lookback), every)

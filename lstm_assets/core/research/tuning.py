@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from lstm_assets.core.research import families as fam
-from lstm_assets.core.research import stats
+from lstm_assets.core.research import selection, stats
 from lstm_assets.core.research.panel import Fold, Panel, PanelSet, pooled_set
 from lstm_assets.core.settings import Settings
 from lstm_assets.core.train import train_models
@@ -207,7 +207,7 @@ def search(family: str, panel: Panel, fold: Fold, first_test: np.datetime64, bas
             settings = settings.replace(batch_size=batch(len(pset.end_rows("train"))))
         make = fam.make_net_factory(family, n_symbols=len(pset.symbols), emb_dim=embedding)
         res = train_models([pset], settings, make_net=make,
-                           val_score=fam.net_validation_ic(pset))[0]
+                           val_score=selection.net_validation_ic(pset))[0]
         net = make(pset.X.shape[1], settings)
         net.load_state_dict(res.state)
         proba = fam.predict_windows(net, pset.X, pset.end_rows("val"), settings.lookback)
