@@ -10,8 +10,9 @@
 # each family and the device).
 #
 # The comparison's statistics need arch (its bootstraps and SPA test), which a GPU box's own
-# image may lack; the networks need no other package. Wheels in .whl/ are installed first
-# (--target, no index), e.g. for a Python 3.12 image, fetched where pip reaches PyPI:
+# image may lack; the networks need no other package. Where arch is missing, the wheels in .whl/
+# are installed first (--target, no index), e.g. for a Python 3.12 image, fetched where pip
+# reaches PyPI:
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl arch==8.0.0
 set -euo pipefail
@@ -21,7 +22,7 @@ OUT="${OUT:-$PWD/gpu_compare_out}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONDONTWRITEBYTECODE=1
-if compgen -G ".whl/*.whl" >/dev/null; then
+if ! "$PY" -c "import arch" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/lstm_site .whl/*.whl
   export PYTHONPATH="$PYTHONPATH:/tmp/lstm_site"
