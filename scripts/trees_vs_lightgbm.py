@@ -19,7 +19,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from lstm_assets.core.research import families as fam
-from lstm_assets.core.research import stats
+from lstm_assets.core.research import selection, stats
 from lstm_assets.core.research.compare import POOLED_SETTINGS
 from lstm_assets.core.research.panel import (
     build_panel,
@@ -73,11 +73,7 @@ def main(raw: str) -> None:
         tr, va, te = (pset.end_rows(k) for k in ("train", "val", "test"))
         Ftr, Fva, Fte = (fam.tree_features(X, r) for r in (tr, va, te))
         ytr, yva, yte = (pset.y[r].astype(np.int64) for r in (tr, va, te))
-        dva, fva = pset.dates[va], pset.fwd[va]
-
-        def val_ic(proba: np.ndarray, keep: np.ndarray, d: np.ndarray = dva,
-                   f: np.ndarray = fva) -> float:
-            return float(stats.daily_rank_ic(d[keep], proba[:, 2] - proba[:, 0], f[keep]).mean())
+        val_ic = selection.validation_ic(pset)
 
         for name, fit in fits.items():
             t = time.perf_counter()

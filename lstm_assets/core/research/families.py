@@ -278,7 +278,7 @@ of the validation rows that ``keep`` (a boolean mask over the given rows) marks.
 
 
 def fit_trees(Xtr: np.ndarray, ytr: np.ndarray, Xval: np.ndarray, yval: np.ndarray, seed: int,
-              max_iter: int = TREE_MAX_ROUNDS, balanced: bool = False, threads: int = 0,
+              max_iter: int = TREE_MAX_ROUNDS, balanced: bool = False,
               val_score: ValScore | None = None) -> Any:
     """LightGBM's gradient-boosted trees (``LGBMClassifier``, multiclass) on labels 0..2, the
     number of boosting rounds chosen on the given validation rows.
@@ -293,16 +293,17 @@ def fit_trees(Xtr: np.ndarray, ytr: np.ndarray, Xval: np.ndarray, yval: np.ndarr
     that class): ``keep`` marks the rows scored.
     ``balanced``: class weights ``"balanced"`` in the fit and the validation log loss weighted
     by the same train-class weights (:func:`~lstm_assets.core.trainees.class_weights`), as
-    the deep models' loop does. ``threads``: LightGBM's OpenMP threads (0: its default, every
-    core). Without row or feature subsampling a fit is deterministic.
+    the deep models' loop does. LightGBM uses every core (its OpenMP default); without row or
+    feature subsampling a fit is deterministic.
 
     Why the score can matter more than the library: on weak-signal demo data the validation
     log loss is lowest after 1-2 rounds (it rewards calibrating FLAT against a move), while the
     rank IC of P(UP) - P(DOWN) keeps rising for many rounds; stopping on the log loss throws
-    the directional pattern away (BENCHMARKS.md, *Model comparison*). Why LightGBM: on the
-    same features, folds and rounds it fits about twice as fast as scikit-learn's
-    ``HistGradientBoostingClassifier`` (``scripts/trees_vs_lightgbm.py``). It is imported
-    here, on use, so the network families run where it is not installed (a GPU box's image).
+    the directional pattern away (BENCHMARKS.md, *Model comparison*). Why LightGBM: with the
+    same features, folds and stopping rule it scored a higher test IC than scikit-learn's
+    ``HistGradientBoostingClassifier`` on weak-signal demo data, in about the same fitting time
+    (``scripts/trees_vs_lightgbm.py``). It is imported here, on use, so the network families
+    run where it is not installed (a GPU box's image).
     """
     import lightgbm as lgb
 
@@ -323,7 +324,7 @@ def fit_trees(Xtr: np.ndarray, ytr: np.ndarray, Xval: np.ndarray, yval: np.ndarr
 
     model = lgb.LGBMClassifier(
         n_estimators=max_iter, learning_rate=0.1, num_leaves=31, random_state=seed,
-        class_weight="balanced" if balanced else None, n_jobs=threads, deterministic=True,
+        class_weight="balanced" if balanced else None, n_jobs=0, deterministic=True,
         force_row_wise=True, verbose=-1, **params)
     weight = [class_weights(ytr)[yval]] if balanced else None
     model.fit(Xtr, ytr, eval_X=(Xval,), eval_y=(yval,), eval_sample_weight=weight,
